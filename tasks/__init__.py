@@ -1,0 +1,1 @@
+"""dataflywheel: the steps of the self-improvement cycle, one module each."""

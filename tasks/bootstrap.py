@@ -1,0 +1,33 @@
+"""bootstrap: cycle 0. Snapshot the seed alone, train M0 on it, evaluate it, make it champion.
+
+The same step code as every later cycle, so M0 is judged exactly like its successors.
+"""
+
+from __future__ import annotations
+
+from tasks import evaluate, promote, snapshot, train
+from tasks.config import Config
+from tasks.layout import Layout
+from tasks.steps import StepResult
+
+CYCLE = "c0"
+
+
+def run(cfg: Config, cycle: str | None = None) -> StepResult:
+    layout = Layout(cfg.root)
+    frozen = snapshot.freeze(layout, CYCLE, {"seed.parquet": layout.seed}, "seed.parquet")
+    trained = train.train_candidate(
+        cfg, CYCLE, layout.trainset(CYCLE), "accepted", layout.candidate(CYCLE)
+    )
+    evaluated = evaluate.publish(layout, CYCLE)
+    promoted = promote.publish(cfg, CYCLE, None)
+    return StepResult(
+        verdict=promoted.verdict,
+        metrics=promoted.metrics,
+        records=[
+            ("snapshot", frozen),
+            ("train", trained),
+            ("evaluate", evaluated),
+            ("promote", promoted),
+        ],
+    )

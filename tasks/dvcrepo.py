@@ -1,0 +1,60 @@
+"""The thin layer over DVC's Python API that lets the flow share `dvc.lock` with `dvc repro`.
+
+The flow runs a stage's step in-process, then `commit`s the stage: DVC records the deps and outs
+it finds on disk in `dvc.lock`, exactly as `dvc repro` would, so afterwards `dvc status` is clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tasks.config import RemoteParams
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+REMOTE_NAME = "flywheel"
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+logging.getLogger("dvc").setLevel(logging.WARNING)  # not "Updating lock file" per stage
+
+
+def open_repo(root: Path) -> Repo:
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        return Repo(str(root))
+    except NotDvcRepoError:
+        raise RuntimeError(f"{root}: not a DVC repository (run `dvc init` there)") from None
+
+
+def is_current(repo: Repo, stage: str) -> bool:
+    """True when the stage's deps, params and outs all match its `dvc.lock` entry."""
+    return not repo.status(targets=[stage])
+
+
+def commit(repo: Repo, stage: str) -> None:
+    repo.commit(stage, force=True)
+
+
+def configure_remote(repo: Repo, remote: RemoteParams) -> None:
+    """Make `flywheel` the default DVC remote, as params say (no credentials are written)."""
+    url = remote.url
+    if "://" not in url:  # DVC takes a relative path from the cwd, stores it from .dvc/
+        url = os.path.relpath(Path(repo.root_dir) / url)
+    with repo.config.edit() as conf:
+        section: dict[str, Any] = {"url": url}
+        if remote.endpoint_url:
+            section["endpointurl"] = remote.endpoint_url
+        if remote.region:
+            section["region"] = remote.region
+        conf["remote"][REMOTE_NAME] = section
+        conf["core"]["remote"] = REMOTE_NAME
+
+
+def push(repo: Repo, stages: list[str]) -> int:
+    """Upload the outs of `stages` that the remote lacks; returns the number of files sent."""
+    return int(repo.push(targets=stages, remote=REMOTE_NAME))

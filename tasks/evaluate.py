@@ -1,0 +1,53 @@
+"""evaluate: the candidate's metric on the frozen eval set, overall and for every slice."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tasks import domains, models
+from tasks.config import Config
+from tasks.files import read_json, write_json
+from tasks.layout import MODEL_FILE, Layout
+from tasks.steps import StepResult
+
+
+def evaluate_model(model_dir: Path, eval_path: Path) -> dict[str, Any]:
+    """The evaluation record of the model in `model_dir` (or why there is none)."""
+    info = read_json(model_dir / "train.json")
+    if not info.get("trained"):
+        return {"evaluated": False, "reason": info.get("reason", "no model")}
+    network, name, domain_cfg = models.load(model_dir / MODEL_FILE)
+    domain = domains.load(name)
+    result = domain.evaluate(network, pl.read_parquet(eval_path), domain_cfg)
+    worst = min(result.slices, key=lambda s: (result.slices[s], s))
+    return {
+        "evaluated": True,
+        "model_id": info["model_id"],
+        "metric_name": domain.metric_name,
+        **asdict(result),
+        "worst_slice": {"slice": worst, "metric": result.slices[worst]},
+    }
+
+
+def run(cfg: Config, cycle: str | None) -> StepResult:
+    assert cycle is not None
+    return publish(Layout(cfg.root), cycle)
+
+
+def publish(layout: Layout, cycle: str) -> StepResult:
+    """Evaluate the cycle's candidate and publish its evaluation record."""
+    record = evaluate_model(layout.candidate(cycle), layout.eval)
+    write_json(layout.evaluation(cycle), record)
+    if not record["evaluated"]:
+        return StepResult(verdict="skipped", metrics={"reason": record["reason"]})
+    return StepResult(
+        verdict="evaluated",
+        metrics={
+            "metric": record["metric"],
+            "worst_slice": record["worst_slice"],
+        },
+    )

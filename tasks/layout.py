@@ -1,0 +1,110 @@
+"""Where every step reads and writes: declared once here; tests check dvc.yaml matches it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# The steps of one cycle, in order. Cycle 0 (`bootstrap`) trains and promotes on the seed alone.
+CYCLE_STEPS = ("generate", "validate", "snapshot", "train", "evaluate", "promote")
+MODEL_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    @property
+    def seed(self) -> Path:
+        return self.prepared / "seed.parquet"
+
+    @property
+    def eval(self) -> Path:
+        return self.prepared / "eval.parquet"
+
+    @property
+    def pool(self) -> Path:
+        return self.prepared / "pool.parquet"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "lineage" / "ledger.jsonl"
+
+    def cycle(self, cycle: str) -> Path:
+        return self.root / "cycles" / cycle
+
+    def candidates(self, cycle: str) -> Path:
+        return self.cycle(cycle) / "candidates.parquet"
+
+    def accepted(self, cycle: str) -> Path:
+        return self.cycle(cycle) / "accepted.parquet"
+
+    def quarantine(self, cycle: str) -> Path:
+        return self.cycle(cycle) / "quarantine.parquet"
+
+    def validation(self, cycle: str) -> Path:
+        return self.cycle(cycle) / "validation.json"
+
+    def trainset(self, cycle: str) -> Path:
+        """A directory of parquet shards: seed.parquet + one per accepted batch (c1.parquet ...)."""
+        return self.cycle(cycle) / "trainset"
+
+    def snapshot(self, cycle: str) -> Path:
+        return self.cycle(cycle) / "snapshot.json"
+
+    def candidate(self, cycle: str) -> Path:
+        """Directory: model.pt (when trained) and train.json."""
+        return self.cycle(cycle) / "candidate"
+
+    def evaluation(self, cycle: str) -> Path:
+        return self.cycle(cycle) / "evaluation.json"
+
+    def champion(self, cycle: str) -> Path:
+        """Directory holding the champion after this cycle's promotion decision."""
+        return self.cycle(cycle) / "champion"
+
+    def promotion(self, cycle: str) -> Path:
+        return self.cycle(cycle) / "promotion.json"
+
+    def stage_io(self, step: str, cycle: str, prev: str = "") -> tuple[list[Path], list[Path]]:
+        """(deps, outs) of a stage: what its lineage record hashes and what dvc.yaml declares."""
+        c, p = cycle, prev
+        table: dict[str, tuple[list[Path], list[Path]]] = {
+            "prepare": ([], [self.prepared]),
+            "bootstrap": (
+                [self.seed, self.eval],
+                [
+                    self.trainset("c0"),
+                    self.snapshot("c0"),
+                    self.candidate("c0"),
+                    self.evaluation("c0"),
+                    self.champion("c0"),
+                    self.promotion("c0"),
+                ],
+            ),
+            "generate": ([self.pool, self.champion(p), self.trainset(p)], [self.candidates(c)]),
+            "validate": (
+                [self.candidates(c), self.trainset(p)],
+                [self.accepted(c), self.quarantine(c), self.validation(c)],
+            ),
+            "snapshot": (
+                [self.trainset(p), self.accepted(c), self.validation(c)],
+                [self.trainset(c), self.snapshot(c)],
+            ),
+            "train": ([self.trainset(c), self.validation(c)], [self.candidate(c)]),
+            "evaluate": ([self.candidate(c), self.eval], [self.evaluation(c)]),
+            "promote": (
+                [self.evaluation(c), self.candidate(c), self.champion(p), self.promotion(p)],
+                [self.champion(c), self.promotion(c)],
+            ),
+        }
+        return table[step]
+
+
+def stage_name(step: str, cycle: str | None) -> str:
+    """The DVC stage name: `prepare`, `bootstrap`, or `train@c3` for per-cycle steps."""
+    return f"{step}@{cycle}" if cycle and step in CYCLE_STEPS else step

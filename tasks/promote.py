@@ -1,0 +1,93 @@
+"""promote: the candidate replaces the champion only if it is better and no slice got worse.
+
+Gate, then promote (KataGo's gatekeeper): a cycle can make things worse, and the champion is
+kept when it does. The per-slice veto catches what a batch-level check cannot, such as two
+classes swapped inside a balanced histogram.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.config import Config, PromoteParams
+from tasks.files import atomic_path, read_json, write_json
+from tasks.layout import Layout
+from tasks.steps import StepResult
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    reason: str
+    slice_drops: dict[str, float] = field(default_factory=dict)
+
+
+def decide(
+    candidate: dict[str, Any], champion: dict[str, Any] | None, rules: PromoteParams
+) -> Decision:
+    """Pure gate: candidate and champion are evaluation records (see evaluate.py)."""
+    if not candidate.get("evaluated"):
+        return Decision(False, f"no candidate: {candidate.get('reason', 'not evaluated')}")
+    if champion is None:
+        return Decision(True, "first model: no champion to beat")
+    drops = {
+        s: round(champion["slices"][s] - candidate["slices"].get(s, 0.0), 6)
+        for s in champion["slices"]
+    }
+    vetoed = {s: d for s, d in drops.items() if d > rules.max_slice_drop}
+    gain = candidate["metric"] - champion["metric"]
+    if vetoed:
+        worst = max(vetoed, key=lambda s: (vetoed[s], s))
+        return Decision(
+            False,
+            f"slice veto: slice {worst} fell by {vetoed[worst]:.3f} (bound {rules.max_slice_drop})",
+            drops,
+        )
+    if gain <= rules.min_gain:
+        return Decision(
+            False,
+            f"no gain: {candidate['metric']:.4f} vs champion "
+            f"{champion['metric']:.4f} (needs > +{rules.min_gain})",
+            drops,
+        )
+    return Decision(True, f"better by {gain:+.4f}, no slice fell beyond the bound", drops)
+
+
+def publish(cfg: Config, cycle: str, champion_record: dict[str, Any] | None) -> StepResult:
+    """Decide, then publish this cycle's champion directory and promotion record."""
+    layout = Layout(cfg.root)
+    candidate = read_json(layout.evaluation(cycle))
+    current = champion_record["champion"] if champion_record else None
+    decision = decide(candidate, current, cfg.params.promote)
+    source = layout.candidate(cycle) if decision.promoted else layout.champion(cfg.prev_of(cycle))
+    with atomic_path(layout.champion(cycle)) as tmp:
+        shutil.copytree(source, tmp)
+    champion = candidate if decision.promoted else current
+    if champion is None:
+        raise ValueError(f"promote@{cycle}: no champion and no trainable candidate")
+    from_cycle = cycle if decision.promoted else champion["from_cycle"]
+    record = {
+        "cycle": cycle,
+        "promoted": decision.promoted,
+        "reason": decision.reason,
+        "slice_drops": decision.slice_drops,
+        "candidate": candidate,
+        "champion": {**champion, "from_cycle": from_cycle},
+    }
+    write_json(layout.promotion(cycle), record)
+    return StepResult(
+        verdict="promoted" if decision.promoted else "kept_champion",
+        metrics={
+            "reason": decision.reason,
+            "champion": champion["model_id"],
+            "champion_metric": champion["metric"],
+        },
+    )
+
+
+def run(cfg: Config, cycle: str | None) -> StepResult:
+    assert cycle is not None
+    layout = Layout(cfg.root)
+    return publish(cfg, cycle, read_json(layout.promotion(cfg.prev_of(cycle))))

@@ -1,0 +1,72 @@
+"""Run one step by name and record it in the ledger: the engine behind both entries.
+
+The Prefect flow and the CLI that `dvc.yaml` calls both go through `run_step`, so each step has
+exactly one implementation (invariant 1). Step modules are imported only when used, so a
+process that runs `validate` never pays for Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks import lineage
+from tasks.config import Config
+from tasks.files import canonical_hash
+from tasks.layout import CYCLE_STEPS, Layout, stage_name
+
+STEPS = ("prepare", "bootstrap", *CYCLE_STEPS)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step tells the ledger: its verdict (if it judges) and its headline numbers."""
+
+    verdict: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    records: list[tuple[str, StepResult]] = field(default_factory=list)
+    """For composite stages (bootstrap): one (step, result) per inner step, recorded in order."""
+
+
+def record(
+    cfg: Config, stage: str, step: str, cycle: str | None, result: StepResult, seconds: float
+) -> None:
+    layout = Layout(cfg.root)
+    prev = cfg.prev_of(cycle) if cycle and cycle != "c0" else ""
+    deps, outs = layout.stage_io(step if stage != "bootstrap" else "bootstrap", cycle or "c0", prev)
+    lineage.append(
+        layout.ledger,
+        {
+            "stage": stage,
+            "step": step,
+            "cycle": cycle,
+            "domain": cfg.domain_name,
+            "inputs": lineage.hashes(deps, cfg.root),
+            "outputs": lineage.hashes(outs, cfg.root),
+            "params_sha256": canonical_hash(cfg.raw),
+            "code": lineage.code_version(),
+            "verdict": result.verdict,
+            "metrics": result.metrics,
+            "seconds": round(seconds, 3),
+        },
+    )
+
+
+def run_step(cfg: Config, step: str, cycle: str | None = None) -> StepResult:
+    """Run `step` (for `cycle` when it is a per-cycle step), publish its outputs, record it."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
+    if step in CYCLE_STEPS:
+        if cycle is None:
+            raise ValueError(f"step {step!r} needs --cycle")
+        cfg.prev_of(cycle)  # the cycle must be listed in params
+    started = time.perf_counter()
+    module = importlib.import_module(f"tasks.{step}")
+    result: StepResult = module.run(cfg, cycle)
+    seconds = time.perf_counter() - started
+    stage = stage_name(step, cycle)
+    for inner_step, inner in result.records or [(step, result)]:
+        record(cfg, stage, inner_step, cycle if step in CYCLE_STEPS else None, inner, seconds)
+    return result

@@ -1,0 +1,85 @@
+"""train: Lightning trains a fresh candidate on the snapshot, unless the batch was rejected."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from tasks import domains, models
+from tasks.config import Config
+from tasks.files import atomic_path, read_json, write_json
+from tasks.layout import MODEL_FILE, Layout
+from tasks.snapshot import read_trainset
+from tasks.steps import StepResult
+
+
+def cycle_seed(cfg: Config, cycle: str) -> int:
+    return cfg.seed * 1000 + int(cycle.removeprefix("c"))
+
+
+def fit(cfg: Config, trainset: Any, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Train the domain's network from scratch on `trainset`; (network, training stats)."""
+    import lightning as L
+    import torch
+
+    _quiet_lightning()
+    torch.set_num_threads(cfg.params.trainer.threads)
+    L.seed_everything(seed, workers=True, verbose=False)
+    domain = domains.load(cfg.domain_name)
+    network = domain.build_network(cfg.domain)
+    module = domain.training_module(network, cfg.domain)
+    trainer = L.Trainer(
+        max_steps=domain.max_steps(cfg.domain),
+        max_epochs=-1,
+        accelerator=cfg.params.trainer.accelerator,
+        devices=cfg.params.trainer.devices,
+        strategy=cfg.params.trainer.strategy,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    started = time.perf_counter()
+    trainer.fit(module, domain.train_loader(trainset, cfg.domain, seed))
+    loss = trainer.callback_metrics.get("train_loss")
+    return network, {
+        "steps": trainer.global_step,
+        "fit_seconds": round(time.perf_counter() - started, 3),
+        "final_loss": None if loss is None else round(float(loss), 6),
+    }
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def train_candidate(
+    cfg: Config, cycle: str, trainset_dir: Path, verdict: str, out: Path
+) -> StepResult:
+    """Publish `out/` with train.json, plus model.pt when the batch may be trained on."""
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        if verdict != "accepted":
+            info: dict[str, Any] = {"trained": False, "reason": f"batch {verdict} at validate"}
+            write_json(tmp / "train.json", info)
+            return StepResult(verdict="skipped", metrics=info)
+        trainset = read_trainset(trainset_dir)
+        network, stats = fit(cfg, trainset, cycle_seed(cfg, cycle))
+        model_id = models.save(network, tmp / MODEL_FILE, cfg.domain_name, cfg.domain, cycle)
+        info = {"trained": True, "model_id": model_id, "rows": trainset.height, **stats}
+        write_json(tmp / "train.json", info)
+    return StepResult(verdict="trained", metrics=info)
+
+
+def run(cfg: Config, cycle: str | None) -> StepResult:
+    assert cycle is not None
+    layout = Layout(cfg.root)
+    verdict = read_json(layout.validation(cycle))["verdict"]
+    return train_candidate(cfg, cycle, layout.trainset(cycle), verdict, layout.candidate(cycle))

@@ -1,0 +1,81 @@
+"""params.yaml -> typed config: every bad key is named before any work starts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks import config
+from tests.conftest import REPO
+
+
+def parse(raw: dict) -> config.Config:
+    return config.parse(raw, Path("."))
+
+
+def test_repo_params_are_valid_and_typed() -> None:
+    cfg = config.load(REPO / "params.yaml")
+    assert cfg.domain_name == "digits"
+    assert cfg.cycle_ids == ["c0", "c1", "c2", "c3", "c4", "c5", "c6"]
+    assert cfg.prev_of("c3") == "c2"
+    assert cfg.domain.labels_per_class == 5
+    assert cfg.domain.acceptance == "balanced"
+    assert cfg.params.validate_.max_slice_tvd == 0.1
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"promote": {"max_slice_dorp": 0.1}}, "promote.max_slice_dorp"),
+        ({"bogus": {}}, "bogus"),
+        ({"digits": {"train": {"steps": "many"}}}, "digits.train.steps"),
+        ({"digits": {"labels_per_class": 0}}, "digits.labels_per_class"),
+        ({"validate": {"max_quarantine_share": 3}}, "validate.max_quarantine_share"),
+        ({"digits": {"acceptance": "greedy"}}, "digits.acceptance"),
+        ({"digits": {"prior": [0.5, 0.5]}}, "digits"),
+        ({"cycles": {"c1": {"prev": "c0"}, "c3": {"prev": "c2"}}}, "cycles"),
+        ({"trainer": {"accelerator": "tpu"}}, "trainer.accelerator"),
+    ],
+)
+def test_bad_params_are_rejected_naming_the_key(raw: dict, named: str) -> None:
+    with pytest.raises(config.ConfigError) as error:
+        parse(raw)
+    assert named in str(error.value)
+
+
+def test_unknown_domain_lists_the_available_ones() -> None:
+    with pytest.raises(config.ConfigError, match=r"domain.name: unknown domain 'chess'.*digits"):
+        parse({"domain": {"name": "chess"}})
+
+
+def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("domain: [unclosed\n")
+    with pytest.raises(config.ConfigError, match=str(bad)):
+        config.load(bad)
+
+
+def test_overrides_are_validated_then_written_keeping_comments(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    changes = config.update_params_file(params, ["digits.acceptance=threshold"], cycles=3)
+    text = params.read_text()
+    assert "# the package under tasks/domains/ that runs" in text  # comments survive
+    raw = yaml.safe_load(text)
+    assert raw["digits"]["acceptance"] == "threshold"
+    assert raw["cycles"] == {"c1": {"prev": "c0"}, "c2": {"prev": "c1"}, "c3": {"prev": "c2"}}
+    assert changes == ["digits.acceptance='threshold'", "cycles=c1..c3"]
+
+
+def test_a_bad_override_leaves_the_file_untouched(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    before = params.read_bytes()
+    with pytest.raises(config.ConfigError, match="digits.train.lr"):
+        config.update_params_file(params, ["digits.train.lr=-1"], cycles=None)
+    with pytest.raises(config.ConfigError, match="expected section.key=value"):
+        config.update_params_file(params, ["no-equals-sign"], cycles=None)
+    assert params.read_bytes() == before

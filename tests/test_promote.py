@@ -1,0 +1,44 @@
+"""The gate: better overall is not enough when a slice falls beyond the bound."""
+
+from __future__ import annotations
+
+from tasks.config import PromoteParams
+from tasks.promote import decide
+
+RULES = PromoteParams(min_gain=0.0, max_slice_drop=0.05)
+
+
+def evaluation(metric: float, slices: dict[str, float]) -> dict:
+    return {"evaluated": True, "metric": metric, "slices": slices, "model_id": "m"}
+
+
+def test_better_and_no_slice_worse_is_promoted() -> None:
+    champion = evaluation(0.90, {"0": 0.9, "1": 0.9})
+    decision = decide(evaluation(0.93, {"0": 0.95, "1": 0.91}), champion, RULES)
+    assert decision.promoted
+    assert decision.slice_drops == {"0": -0.05, "1": -0.01}
+
+
+def test_slice_veto_wins_over_a_higher_overall_metric() -> None:
+    champion = evaluation(0.90, {"0": 0.90, "1": 0.90, "2": 0.90})
+    candidate = evaluation(0.95, {"0": 1.00, "1": 1.00, "2": 0.80})  # class 2 fell by 0.10
+    decision = decide(candidate, champion, RULES)
+    assert not decision.promoted
+    assert decision.reason.startswith("slice veto: slice 2 fell by 0.100")
+
+
+def test_no_gain_keeps_the_champion() -> None:
+    champion = evaluation(0.90, {"0": 0.9})
+    decision = decide(evaluation(0.90, {"0": 0.9}), champion, RULES)
+    assert not decision.promoted and decision.reason.startswith("no gain")
+
+
+def test_a_rejected_batch_has_no_candidate_to_promote() -> None:
+    skipped = {"evaluated": False, "reason": "batch rejected at validate"}
+    decision = decide(skipped, evaluation(0.9, {"0": 0.9}), RULES)
+    assert not decision.promoted
+    assert decision.reason == "no candidate: batch rejected at validate"
+
+
+def test_first_model_becomes_champion() -> None:
+    assert decide(evaluation(0.5, {"0": 0.5}), None, RULES).promoted
