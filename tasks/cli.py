@@ -118,12 +118,17 @@ def validate(
     except config.ConfigError as error:
         raise fail(str(error)) from None
     _prefect_defaults()
+    from tasks import domains
     from tasks import validate as validation
 
+    chosen = domains.load(domain)
     try:
-        outcome = validation.check_file(file, cfg)
+        batch = validation.read_batch(file, chosen.schema(cfg.domain))
     except validation.UnusableInput as error:
         raise fail(str(error)) from None
+    outcome = validation.validate_batch(
+        batch, chosen, cfg.domain, cfg.params.validate_, known_ids=set(), cycle="file"
+    )
     report = outcome.report
     if out is not None:
         write_json(out, report)

@@ -6,6 +6,7 @@ it finds on disk in `dvc.lock`, exactly as `dvc repro` would, so afterwards `dvc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -31,21 +32,26 @@ def open_repo(root: Path) -> Repo:
         raise RuntimeError(f"{root}: not a DVC repository (run `dvc init` there)") from None
 
 
+def _inside(repo: Repo) -> contextlib.chdir:
+    """DVC resolves stage paths from the working directory, so work from the repo root."""
+    return contextlib.chdir(repo.root_dir)
+
+
 def is_current(repo: Repo, stage: str) -> bool:
     """True when the stage's deps, params and outs all match its `dvc.lock` entry."""
-    return not repo.status(targets=[stage])
+    with _inside(repo):
+        return not repo.status(targets=[stage])
 
 
 def commit(repo: Repo, stage: str) -> None:
-    repo.commit(stage, force=True)
+    with _inside(repo):
+        repo.commit(stage, force=True)
 
 
 def configure_remote(repo: Repo, remote: RemoteParams) -> None:
     """Make `flywheel` the default DVC remote, as params say (no credentials are written)."""
     url = remote.url
-    if "://" not in url:  # DVC takes a relative path from the cwd, stores it from .dvc/
-        url = os.path.relpath(Path(repo.root_dir) / url)
-    with repo.config.edit() as conf:
+    with _inside(repo), repo.config.edit() as conf:
         section: dict[str, Any] = {"url": url}
         if remote.endpoint_url:
             section["endpointurl"] = remote.endpoint_url
@@ -57,4 +63,5 @@ def configure_remote(repo: Repo, remote: RemoteParams) -> None:
 
 def push(repo: Repo, stages: list[str]) -> int:
     """Upload the outs of `stages` that the remote lacks; returns the number of files sent."""
-    return int(repo.push(targets=stages, remote=REMOTE_NAME))
+    with _inside(repo):
+        return int(repo.push(targets=stages, remote=REMOTE_NAME))

@@ -33,6 +33,7 @@ def suite() -> list[Expectation]:
     for column in ["row_id", "generator", "method", "cycle", "label", "confidence"]:
         rules.append(Expectation("ExpectColumnValuesToNotBeNull", {"column": column}, "null_value"))
     for pixel in PIXELS:
+        rules.append(Expectation("ExpectColumnValuesToNotBeNull", {"column": pixel}, "null_value"))
         rules.append(
             Expectation(
                 "ExpectColumnValuesToBeBetween",

@@ -1,0 +1,249 @@
+"""The validate step: quality suite (Great Expectations) + bias gate -> accepted, quarantine.
+
+Row rules quarantine the rows GX lists, each with its rule's reason. The batch is rejected when a
+table-level rule fails, when too many rows are quarantined, when too few are left, or when the
+slice mix of what would be accepted is too far from the domain's prior (confirmation bias shows
+up first as one class flooding the batch). A rejected batch trains nothing: `accepted` is empty
+and every row goes to quarantine with `batch_rejected` added (invariant 2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tasks.config import Config, ValidateParams
+from tasks.domains.protocol import Domain, Expectation
+from tasks.files import atomic_path, write_json
+from tasks.layout import Layout
+from tasks.quality import QualityResult, run_suite
+from tasks.steps import StepResult
+
+ALREADY_IN_TRAINSET = "already_in_trainset"
+BATCH_REJECTED = "batch_rejected"
+REASONS = "reasons"
+
+
+class UnusableInput(ValueError):
+    """The input cannot be validated at all; the message names the file and the column."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accepted: pl.DataFrame
+    """The candidate columns, rows in input order; empty when the batch is rejected."""
+    quarantine: pl.DataFrame
+    """The candidate columns plus `reasons` (list of strings), rows in input order."""
+    report: dict[str, Any]
+
+
+def read_batch(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Read a parquet batch; raise UnusableInput if it is absent, unreadable or lacks a column.
+
+    Extra columns are allowed here: the suite's schema rule rejects the batch for them instead.
+    """
+    if not path.is_file():
+        raise UnusableInput(f"{path}: file not found")
+    try:
+        frame = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise UnusableInput(f"{path}: not a readable parquet file ({error})") from None
+    problems = [
+        f"column {name!r} is missing (expected {dtype})"
+        if name not in frame.schema
+        else f"column {name!r} has dtype {frame.schema[name]}, expected {dtype}"
+        for name, dtype in schema.items()
+        if frame.schema.get(name) != dtype
+    ]
+    if problems:
+        raise UnusableInput(f"{path}: " + "; ".join(problems))
+    return frame
+
+
+def known_row_ids(trainset: Path) -> set[str]:
+    """Row ids of a training set directory (its parquet shards)."""
+    if not trainset.is_dir():
+        raise FileNotFoundError(f"{trainset}: training set not found")
+    shards = sorted(trainset.glob("*.parquet"))
+    return {i for shard in shards for i in pl.read_parquet(shard, columns=["row_id"])["row_id"]}
+
+
+def engine_rules(known_ids: set[str]) -> list[Expectation]:
+    """Rules every domain gets: nothing already trained on may come back as new data."""
+    return [
+        Expectation(
+            "ExpectColumnValuesToNotBeInSet",
+            {"column": "row_id", "value_set": sorted(known_ids)},
+            ALREADY_IN_TRAINSET,
+        )
+    ]
+
+
+def validate_batch(
+    candidates: pl.DataFrame,
+    domain: Domain,
+    domain_cfg: Any,
+    params: ValidateParams,
+    known_ids: set[str],
+    cycle: str,
+) -> Outcome:
+    """Judge one candidate batch; pure apart from running GX, and deterministic."""
+    quality = run_suite(candidates, [*domain.expectations(domain_cfg), *engine_rules(known_ids)])
+    rows = candidates.height
+    flagged = len(quality.row_reasons)
+    clean = candidates.filter(~pl.int_range(pl.len()).is_in(list(quality.row_reasons)))
+    slices, tvd = slice_balance(clean, domain.slice_column, domain.slice_prior(domain_cfg))
+    failed = _failed_rules(quality, params, rows, flagged, clean.height, slices, tvd)
+    rejected = bool(failed)
+    reasons = [
+        quality.row_reasons.get(i, []) + ([BATCH_REJECTED] if rejected else []) for i in range(rows)
+    ]
+    marked = candidates.with_columns(pl.Series(REASONS, reasons, dtype=pl.List(pl.String())))
+    quarantine = marked.filter(pl.col(REASONS).list.len() > 0)
+    accepted = candidates.clear() if rejected else clean
+    counts = Counter(reason for row_reasons in reasons for reason in row_reasons)
+    report = {
+        "cycle": cycle,
+        "suite": domain.suite_version,
+        "verdict": "rejected" if rejected else "accepted",
+        "rows": rows,
+        "accepted_rows": accepted.height,
+        "quarantined_rows": quarantine.height,
+        "flagged_rows": flagged,
+        "quarantine_share": _share(flagged, rows),
+        "known_row_ids": len(known_ids),
+        "params": params.model_dump(),
+        "reason_counts": dict(sorted(counts.items())),
+        "failed_rules": failed,
+        "slices": slices,
+        "slice_tvd": None if tvd is None else round(tvd, 6),
+        "expectations": quality.summary,
+    }
+    return Outcome(accepted, quarantine, report)
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+def slice_balance(
+    accepted: pl.DataFrame, column: str, prior: dict[str, float]
+) -> tuple[dict[str, dict[str, Any]], float | None]:
+    """Per-slice counts and shares of `accepted` vs the prior, and their total variation distance.
+
+    The distance is None when nothing would be accepted (there is no distribution to judge).
+    """
+    values = Counter(accepted[column].cast(pl.String()).fill_null("null").to_list())
+    counts = {key: values[key] for key in dict.fromkeys([*prior, *sorted(values)])}
+    total = accepted.height
+    slices = {
+        key: {"accepted": n, "share": _share(n, total), "prior": round(prior.get(key, 0.0), 6)}
+        for key, n in counts.items()
+    }
+    if not total:
+        return slices, None
+    tvd = 0.5 * sum(abs(n / total - prior.get(key, 0.0)) for key, n in counts.items())
+    return slices, tvd
+
+
+def _rule(
+    rule: str, reason: str, detail: str, column: str | None = None, slice_: str | None = None
+) -> dict[str, Any]:
+    return {"rule": rule, "reason": reason, "column": column, "slice": slice_, "detail": detail}
+
+
+def _failed_rules(
+    quality: QualityResult,
+    params: ValidateParams,
+    rows: int,
+    flagged: int,
+    accepted: int,
+    slices: dict[str, dict[str, Any]],
+    tvd: float | None,
+) -> list[dict[str, Any]]:
+    """Every rule that rejects the batch, in a fixed order: suite rules first, then the gates."""
+    failed = [
+        _rule(f.rule, f.reason, f.detail, ", ".join(f.columns) or None)
+        for f in quality.batch_failures
+    ]
+    share = flagged / rows if rows else 0.0
+    if share > params.max_quarantine_share:
+        failed.append(
+            _rule(
+                "max_quarantine_share",
+                "too_many_quarantined",
+                f"{flagged} of {rows} rows ({share:.3f}) failed a row rule, "
+                f"more than {params.max_quarantine_share}",
+            )
+        )
+    if accepted < params.min_accepted_rows:
+        failed.append(
+            _rule(
+                "min_accepted_rows",
+                "too_few_rows",
+                f"{accepted} rows would be accepted, fewer than {params.min_accepted_rows}",
+            )
+        )
+    if tvd is not None and tvd > params.max_slice_tvd:
+        failed.append(_imbalance(slices, tvd, params.max_slice_tvd))
+    return failed
+
+
+def _imbalance(slices: dict[str, dict[str, Any]], tvd: float, bound: float) -> dict[str, Any]:
+    gap = {key: s["share"] - s["prior"] for key, s in slices.items()}
+    over = max(gap, key=lambda key: gap[key])
+    under = min(gap, key=lambda key: gap[key])
+
+    def shown(key: str) -> str:
+        return f"{key!r} {slices[key]['share']:.3f} vs prior {slices[key]['prior']:.3f}"
+
+    detail = (
+        f"slice mix is {tvd:.3f} from the prior (TVD, bound {bound}): most over-represented "
+        f"{shown(over)}, most under-represented {shown(under)}"
+    )
+    return _rule("max_slice_tvd", "slice_imbalance", detail, slice_=over)
+
+
+def describe(report: dict[str, Any]) -> list[str]:
+    """One line per failed rule, naming the rule and the column or slice it concerns."""
+    lines = []
+    for rule in report["failed_rules"]:
+        where = (
+            f" on slice {rule['slice']}"
+            if rule["slice"] is not None
+            else f" on column {rule['column']}"
+            if rule["column"] is not None
+            else ""
+        )
+        lines.append(f"{rule['rule']} ({rule['reason']}){where}: {rule['detail']}")
+    return lines
+
+
+def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.write_parquet(tmp)
+
+
+def run(cfg: Config, cycle: str) -> StepResult:
+    """Validate `cycle`'s candidates against the previous training set and publish the outcome."""
+    from tasks import domains
+
+    layout = Layout(cfg.root)
+    domain = domains.load(cfg.domain_name)
+    candidates = read_batch(layout.candidates(cycle), domain.schema(cfg.domain))
+    known = known_row_ids(layout.trainset(cfg.prev_of(cycle)))
+    outcome = validate_batch(candidates, domain, cfg.domain, cfg.params.validate_, known, cycle)
+    _write_parquet(outcome.accepted, layout.accepted(cycle))
+    _write_parquet(outcome.quarantine, layout.quarantine(cycle))
+    write_json(layout.validation(cycle), outcome.report)
+    report = outcome.report
+    metrics = {
+        key: report[key]
+        for key in ("rows", "accepted_rows", "quarantined_rows", "quarantine_share", "slice_tvd")
+    }
+    metrics["failed_rules"] = [rule["reason"] for rule in report["failed_rules"]]
+    return StepResult(verdict=report["verdict"], metrics=metrics)
