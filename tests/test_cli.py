@@ -1,0 +1,97 @@
+"""The CLI as a user drives it: exit codes, messages, and what it prints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from tasks.cli import app
+from tasks.layout import Layout
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def test_status_json_reads_records_without_importing_ml_libraries(finished_run: Path) -> None:
+    probe = (
+        "import json, sys; from typer.testing import CliRunner; from tasks.cli import app; "
+        f"r = CliRunner().invoke(app, ['status', '--json', '--params', '{finished_run}/params.yaml']); "
+        "heavy = [m for m in ('torch', 'lightning', 'great_expectations', 'prefect', 'polars', "
+        "'dvc.repo') if m in sys.modules]; print(json.dumps({'code': r.exit_code, "
+        "'heavy': heavy, 'rows': json.loads(r.output)}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result["code"] == 0 and result["heavy"] == []
+    assert [r["cycle"] for r in result["rows"]] == ["c0", "c1", "c2"]
+    assert all(r["snapshot"].endswith(".dir") for r in result["rows"])
+
+
+def test_predict_answers_every_line_in_order(finished_run: Path) -> None:
+    layout = Layout(finished_run)
+    evalset = pl.read_parquet(layout.eval).head(20)
+    pixels = evalset.select(
+        pl.exclude(["row_id", "cycle", "generator", "method", "confidence", "label"])
+    ).rows()
+    lines = [json.dumps({"pixels": list(p)}) for p in pixels]
+    lines[3] = "not json"
+    lines[7] = json.dumps({"pixels": [1, 2, 3]})
+    lines[9] = json.dumps({"pixels": [99] * 64})
+    model = layout.champion("c2") / "model.pt"
+    result = runner.invoke(app, ["predict", "--model", str(model)], input="\n".join(lines) + "\n")
+    assert result.exit_code == 1
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(answers) == 20
+    assert [i for i, a in enumerate(answers) if "error" in a] == [3, 7, 9]
+    assert "0-16" in answers[9]["error"]
+    good = [a for a in answers if "error" not in a]
+    truth = [t for i, t in enumerate(evalset["label"]) if i not in (3, 7, 9)]
+    assert all(0 <= a["confidence"] <= 1 for a in good)
+    hits = sum(a["label"] == t for a, t in zip(good, truth, strict=True))
+    assert hits >= 14  # the champion is far better than chance (1.7 of 17)
+    ok = runner.invoke(app, ["predict", "--model", str(model)], input=lines[0] + "\n")
+    assert ok.exit_code == 0
+
+
+def test_predict_with_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "nope.pt")], input="")
+    assert result.exit_code == 2
+    assert "nope.pt: model file not found" in result.output
+
+
+def test_validate_exit_codes(finished_run: Path, tmp_path: Path) -> None:
+    layout = Layout(finished_run)
+    params = ["--params", str(REPO / "params.yaml")]
+    good = runner.invoke(app, ["validate", str(layout.accepted("c1")), *params])
+    assert good.exit_code == 0, good.output
+    assert "accepted" in good.output
+    poisoned = pl.read_parquet(layout.accepted("c1")).with_columns(
+        pl.lit(7, pl.Int64).alias("label")
+    )
+    poisoned.write_parquet(tmp_path / "poisoned.parquet")
+    out = tmp_path / "report.json"
+    bad = runner.invoke(
+        app, ["validate", str(tmp_path / "poisoned.parquet"), "--out", str(out), *params]
+    )
+    assert bad.exit_code == 1
+    assert "slice_imbalance" in bad.output and "'7'" in bad.output
+    assert json.loads(out.read_text())["verdict"] == "rejected"
+    wrong = runner.invoke(app, ["validate", str(layout.pool), *params])
+    assert wrong.exit_code == 2 and "label" in wrong.output and "Traceback" not in wrong.output
+    missing = runner.invoke(app, ["validate", str(tmp_path / "absent.parquet"), *params])
+    assert missing.exit_code == 2 and "absent.parquet" in missing.output
+
+
+def test_run_rejects_bad_params_before_any_work(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text())
+    result = runner.invoke(app, ["run", "--params", str(params), "--set", "digits.quota.strat=3"])
+    assert result.exit_code == 2
+    assert "digits.quota.strat" in result.output
+    assert params.read_text() == (REPO / "params.yaml").read_text()
+    assert not (tmp_path / "data").exists()
