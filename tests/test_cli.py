@@ -20,7 +20,8 @@ runner = CliRunner()
 def test_status_json_reads_records_without_importing_ml_libraries(finished_run: Path) -> None:
     probe = (
         "import json, sys; from typer.testing import CliRunner; from tasks.cli import app; "
-        f"r = CliRunner().invoke(app, ['status', '--json', '--params', '{finished_run}/params.yaml']); "
+        f"p = '{finished_run}/params.yaml'; "
+        "r = CliRunner().invoke(app, ['status', '--json', '--params', p]); "
         "heavy = [m for m in ('torch', 'lightning', 'great_expectations', 'prefect', 'polars', "
         "'dvc.repo') if m in sys.modules]; print(json.dumps({'code': r.exit_code, "
         "'heavy': heavy, 'rows': json.loads(r.output)}))"
