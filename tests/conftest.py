@@ -35,8 +35,7 @@ def make_workspace(dest: Path, cycles: int = 2, overrides: list[str] | None = No
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / name, dest / name)
-    shutil.copytree(REPO / "tasks", dest / "tasks",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "tasks", dest / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([BIN / "dvc", "init", "-q"], cwd=dest, check=True)
     update_params_file(dest / "params.yaml", [*TINY, *(overrides or [])], cycles)
@@ -73,5 +72,6 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> 
 
 
 def dvc(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([BIN / "dvc", *args], cwd=workspace, capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(
+        [BIN / "dvc", *args], cwd=workspace, capture_output=True, text=True, check=False
+    )

@@ -9,8 +9,16 @@ from tasks import lineage
 
 
 def record(stage: str, out: str) -> dict:
-    return {"stage": stage, "step": stage.split("@")[0], "inputs": {}, "outputs": {"x": out},
-            "params_sha256": "p", "code": {"source_sha256": "s"}, "verdict": None, "metrics": {}}
+    return {
+        "stage": stage,
+        "step": stage.split("@")[0],
+        "inputs": {},
+        "outputs": {"x": out},
+        "params_sha256": "p",
+        "code": {"source_sha256": "s"},
+        "verdict": None,
+        "metrics": {},
+    }
 
 
 def test_records_chain_and_verify(tmp_path: Path) -> None:
