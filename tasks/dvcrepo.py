@@ -61,7 +61,22 @@ def configure_remote(repo: Repo, remote: RemoteParams) -> None:
         conf["core"]["remote"] = REMOTE_NAME
 
 
+class RemoteError(RuntimeError):
+    """The remote could not be reached or refused the upload; the message names it."""
+
+
 def push(repo: Repo, stages: list[str]) -> int:
     """Upload the outs of `stages` that the remote lacks; returns the number of files sent."""
-    with _inside(repo):
-        return int(repo.push(targets=stages, remote=REMOTE_NAME))
+    section = repo.config["remote"].get(REMOTE_NAME, {})
+    where = section.get("url", "?")
+    if section.get("endpointurl"):
+        where += f" via {section['endpointurl']}"
+    try:
+        with _inside(repo):
+            return int(repo.push(targets=stages, remote=REMOTE_NAME))
+    except Exception as error:  # botocore, aiohttp, DVC: name the remote and what to check
+        raise RemoteError(
+            f"push to DVC remote '{REMOTE_NAME}' ({where}) failed: {error}\n"
+            "check remote.url, remote.endpoint_url and remote.region in params.yaml and the "
+            "AWS credentials in the environment; rerun to resume (completed steps are kept)"
+        ) from error

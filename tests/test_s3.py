@@ -1,0 +1,310 @@
+"""The flow against a real S3 server (moto on 127.0.0.1): push, pull, upload growth, outages.
+
+Buckets are versioned, so a re-sent object would show up as a second version of its key: that is
+how these tests tell "uploaded once" from "uploaded again with the same content".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import socket
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tasks import lineage
+from tasks.config import update_params_file
+from tasks.layout import CYCLE_STEPS, Layout, stage_name
+from tests.conftest import dvc, make_workspace, run_flow
+
+PREFIX = "flywheel"
+REGION = "us-east-1"
+KEY_ID = "AKIAFLYWHEELTEST0001"
+SECRET = "flywheel-test-secret-must-never-be-written"  # a fake, for the leak check
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored version of one object: a PUT the server received."""
+
+    version_id: str
+    size: int
+    last_modified: datetime
+    etag: str
+
+
+Listing = dict[str, list[Version]]
+
+
+@dataclass(frozen=True)
+class S3:
+    endpoint: str
+    client: Any  # a boto3 S3 client (no type stubs installed)
+
+    def new_bucket(self, name: str) -> str:
+        self.client.create_bucket(Bucket=name)
+        self.client.put_bucket_versioning(
+            Bucket=name, VersioningConfiguration={"Status": "Enabled"}
+        )
+        return name
+
+    def versions(self, bucket: str) -> Listing:
+        """Every version of every key in the bucket, oldest first."""
+        found: Listing = {}
+        for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for v in page.get("Versions", []):
+                found.setdefault(v["Key"], []).append(
+                    Version(v["VersionId"], v["Size"], v["LastModified"], v["ETag"])
+                )
+        return {key: sorted(vs, key=lambda v: v.last_modified) for key, vs in found.items()}
+
+    def keys(self, bucket: str) -> set[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+    def read_json(self, bucket: str, key: str) -> Any:
+        return json.loads(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def overrides(self, bucket: str, endpoint: str | None = None) -> list[str]:
+        return [
+            f"remote.url=s3://{bucket}/{PREFIX}",
+            f"remote.endpoint_url={endpoint or self.endpoint}",
+            f"remote.region={REGION}",
+        ]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    """A moto S3 server on 127.0.0.1 and AWS credentials in the environment only."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    nowhere = tmp_path_factory.mktemp("aws") / "absent"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+        env.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        env.setenv("AWS_CONFIG_FILE", str(nowhere))  # no profile of the machine leaks in
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nowhere))
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_MAX_ATTEMPTS"):
+            env.delenv(name, raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+            yield S3(endpoint, client)
+        finally:
+            server.stop()
+
+
+def object_key(md5: str) -> str:
+    return f"{PREFIX}/files/md5/{md5[:2]}/{md5[2:]}"
+
+
+def lock_outs(workspace: Path, stages: set[str] | None = None) -> dict[str, str]:
+    """path -> DVC md5 of every out that dvc.lock records (of `stages`, or of all)."""
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    return {
+        out["path"]: out["md5"]
+        for name, stage in lock.items()
+        if stages is None or name in stages
+        for out in stage.get("outs", [])
+    }
+
+
+def remote_keys(s3: S3, bucket: str, md5s: set[str]) -> set[str]:
+    """The keys these outs occupy on the remote: the object, plus each file of a directory."""
+    keys = set()
+    for md5 in md5s:
+        keys.add(object_key(md5))
+        if md5.endswith(".dir"):
+            keys |= {object_key(e["md5"]) for e in s3.read_json(bucket, object_key(md5))}
+    return keys
+
+
+def tree_sha256(workspace: Path) -> dict[str, str]:
+    """sha256 of every output file under data/ and cycles/ (DVC's .gitignore files are git's)."""
+    return {
+        p.relative_to(workspace).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for top in ("data", "cycles")
+        for p in sorted((workspace / top).rglob("*"))
+        if p.is_file() and p.name != ".gitignore"
+    }
+
+
+def stage_counts(workspace: Path) -> Counter[tuple[str, str]]:
+    return Counter((r["stage"], r["step"]) for r in lineage.read(Layout(workspace).ledger))
+
+
+@dataclass(frozen=True)
+class Grown:
+    """A workspace run for 1 cycle, then grown to 2; the bucket after each run's pushes."""
+
+    workspace: Path
+    bucket: str
+    after_c1: Listing
+    after_c2: Listing
+    results: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, s3: S3) -> Grown:
+    bucket = s3.new_bucket("flywheel-grow")
+    workspace = make_workspace(
+        tmp_path_factory.mktemp("s3-grow") / "repo", cycles=1, overrides=s3.overrides(bucket)
+    )
+    run_flow(workspace)
+    after_c1 = s3.versions(bucket)
+    update_params_file(workspace / "params.yaml", [], 2)
+    results = run_flow(workspace)
+    return Grown(workspace, bucket, after_c1, s3.versions(bucket), results)
+
+
+def test_every_output_lands_in_the_bucket_under_the_prefix(grown: Grown, s3: S3) -> None:
+    assert [r["cycle"] for r in grown.results] == ["c0", "c1", "c2"]
+    assert all(r["complete"] for r in grown.results)
+    stored = s3.keys(grown.bucket)
+    assert stored and all(key.startswith(f"{PREFIX}/files/md5/") for key in stored)
+    # exactly what dvc.lock records: every out of every stage, nothing else
+    assert stored == remote_keys(s3, grown.bucket, set(lock_outs(grown.workspace).values()))
+    config = (grown.workspace / ".dvc" / "config").read_text()
+    assert f"s3://{grown.bucket}/{PREFIX}" in config and s3.endpoint in config
+
+
+def test_pull_restores_every_output_byte_for_byte(grown: Grown, tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    shutil.copytree(grown.workspace, clone)
+    before = tree_sha256(clone)
+    for wiped in (".dvc/cache", "data", "cycles"):
+        shutil.rmtree(clone / wiped)
+
+    pulled = dvc(clone, "pull")
+
+    assert pulled.returncode == 0, pulled.stderr
+    assert tree_sha256(clone) == before
+    for cycle in ("c0", "c1", "c2"):  # the snapshots, models and JSON records are all there
+        snapshot = json.loads((clone / "cycles" / cycle / "snapshot.json").read_text())
+        expected = {f"cycles/{cycle}/trainset/{shard}" for shard in snapshot["shards"]}
+        expected |= {f"cycles/{cycle}/champion/model.pt", f"cycles/{cycle}/promotion.json"}
+        expected |= {f"cycles/{cycle}/evaluation.json", f"cycles/{cycle}/snapshot.json"}
+        assert expected <= set(before)
+    status = dvc(clone, "status")
+    assert status.returncode == 0 and "Data and pipelines are up to date." in status.stdout, (
+        status.stdout + status.stderr
+    )
+    cloud = dvc(clone, "status", "--cloud")
+    assert cloud.returncode == 0 and "in sync" in cloud.stdout, cloud.stdout + cloud.stderr
+
+
+def test_a_new_cycle_uploads_only_its_new_objects(
+    grown: Grown, s3: S3, record_property: Callable[[str, object], None]
+) -> None:
+    workspace, before, after = grown.workspace, grown.after_c1, grown.after_c2
+    snapshot = json.loads((workspace / "cycles" / "c2" / "snapshot.json").read_text())
+    assert snapshot["new_shard"] == "c2.parquet", "cycle 2 must accept a batch for this test"
+
+    # nothing already on the remote was sent again: one version each, untouched
+    for key, versions in before.items():
+        assert after[key] == versions, f"{key} was re-sent by cycle 2"
+    seed_md5 = lock_outs(workspace, {"prepare"})["data/prepared"]
+    entries = s3.read_json(grown.bucket, object_key(seed_md5))
+    seed = object_key(next(e["md5"] for e in entries if e["relpath"] == "seed.parquet"))
+    c1_trainset = lock_outs(workspace, {"snapshot@c1"})["cycles/c1/trainset"]
+    c1_entries = s3.read_json(grown.bucket, object_key(c1_trainset))
+    c1_shard = object_key(next(e["md5"] for e in c1_entries if e["relpath"] == "c1.parquet"))
+    for key in (seed, c1_shard):
+        assert len(after[key]) == 1 and after[key] == before[key]
+
+    # what cycle 2 sent is exactly what its stages produced that the remote lacked
+    c2_outs = set(lock_outs(workspace, {stage_name(step, "c2") for step in CYCLE_STEPS}).values())
+    sent = {key: vs for key, vs in after.items() if key not in before}
+    assert set(sent) == remote_keys(s3, grown.bucket, c2_outs) - set(before)
+    assert all(len(vs) == 1 for vs in sent.values())
+
+    # the training set's share of that upload: the new shard and the small manifest
+    trainset_md5 = lock_outs(workspace, {"snapshot@c2"})["cycles/c2/trainset"]
+    trainset_keys = remote_keys(s3, grown.bucket, {trainset_md5})
+    uploaded = sum(v.size for key in trainset_keys & set(sent) for v in sent[key])
+    new_shard = (workspace / "cycles" / "c2" / "trainset" / "c2.parquet").stat().st_size
+    manifest = after[object_key(trainset_md5)][0].size
+    ratio = uploaded / (new_shard + manifest)
+    record_property("trainset_upload_ratio", round(ratio, 3))
+    print(f"cycle 2 trainset upload: {uploaded} B for a {new_shard} B shard + {manifest} B .dir")
+    assert manifest < 1024 and ratio <= 1.2, (uploaded, new_shard, manifest)
+
+
+def test_resuming_the_grown_run_redid_no_stage(grown: Grown) -> None:
+    counts = stage_counts(grown.workspace)
+    assert counts and max(counts.values()) == 1, counts
+    assert {stage for stage, _ in counts} >= {"prepare", "bootstrap", "promote@c1", "promote@c2"}
+    assert lineage.verify(Layout(grown.workspace).ledger) == []
+
+
+def test_credentials_are_written_nowhere(grown: Grown) -> None:
+    for path in grown.workspace.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data and KEY_ID.encode() not in data, path
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections (bound, never listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
+    tmp_path: Path,
+    prefect_api: str,
+    s3: S3,
+    closed_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bucket = s3.new_bucket("flywheel-outage")
+    dead = f"http://127.0.0.1:{closed_port}"
+    workspace = make_workspace(
+        tmp_path / "repo", cycles=1, overrides=s3.overrides(bucket, endpoint=dead)
+    )
+    # botocore's own retries (5 attempts with backoff) would add ~10 s per push attempt here
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+    with pytest.raises(Exception) as failure:
+        run_flow(workspace)
+
+    assert f"127.0.0.1:{closed_port}" in str(failure.value), str(failure.value)
+    assert SECRET not in str(failure.value)
+    assert s3.keys(bucket) == set()
+    done = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    assert set(done) == {"prepare", "bootstrap"}  # the push of c0 failed: nothing after it ran
+    ledger = Layout(workspace).ledger
+    kept = ledger.read_text()
+    assert {r["stage"] for r in lineage.read(ledger)} == {"prepare", "bootstrap"}
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+    update_params_file(workspace / "params.yaml", [f"remote.endpoint_url={s3.endpoint}"], None)
+    results = run_flow(workspace)
+
+    assert [r["cycle"] for r in results] == ["c0", "c1"] and all(r["complete"] for r in results)
+    assert ledger.read_text().startswith(kept)  # earlier records untouched, not rewritten
+    counts = stage_counts(workspace)
+    assert max(counts.values()) == 1, counts
+    resumed = {stage for stage, _ in counts} - {"prepare", "bootstrap"}
+    assert resumed == {stage_name(step, "c1") for step in CYCLE_STEPS}
+    assert lineage.verify(ledger) == []
+    assert s3.keys(bucket) == remote_keys(s3, bucket, set(lock_outs(workspace).values()))
+    cloud = dvc(workspace, "status", "--cloud")
+    assert cloud.returncode == 0 and "in sync" in cloud.stdout, cloud.stdout + cloud.stderr
