@@ -286,6 +286,7 @@ def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
         run_flow(workspace)
 
     assert f"127.0.0.1:{closed_port}" in str(failure.value), str(failure.value)
+    assert "remote.endpoint_url" in str(failure.value)  # says which param to check
     assert SECRET not in str(failure.value)
     assert s3.keys(bucket) == set()
     done = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
