@@ -1,0 +1,1 @@
+"""Benchmarks of dataflywheel: `python benchmarks/run.py` (tables on stdout, JSON in results/)."""

@@ -1,0 +1,147 @@
+"""0. time_to_result: `flywheel run` (ephemeral Prefect) vs `dvc repro`, same params, from zero.
+
+Both start in a fresh clone-like workspace; both are timed from process start to exit. After
+the repro, `flywheel status --json` must give the same metric and snapshot per cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import BIN, make_workspace, rounded, scratch_dir, timed_run
+from benchmarks.flowrun import Scale, child_cpu, shared_flow_run
+from benchmarks.tables import show
+
+FLOW_TARGET_S = 300.0
+RATIO_TARGET = 1.5
+COMPARED = ("metric", "snapshot", "champion", "verdict", "promoted")
+
+
+def status_rows(workspace: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [str(BIN / "flywheel"), "status", "--json"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
+def dvc_status_clean(workspace: Path) -> bool:
+    """True when `dvc status` reports nothing to reproduce (invariant 1)."""
+    done = subprocess.run(
+        [str(BIN / "dvc"), "status", "--json"], cwd=workspace, capture_output=True, text=True
+    )
+    return done.returncode == 0 and json.loads(done.stdout or "{}") == {}
+
+
+def compare(flow: list[dict[str, Any]], repro: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cycle: each compared field from both runs and whether they agree."""
+    rows = []
+    for a, b in zip(flow, repro, strict=True):
+        row: dict[str, Any] = {"cycle": a["cycle"]}
+        for key in COMPARED:
+            row[key] = {"flow": a.get(key), "repro": b.get(key), "same": a.get(key) == b.get(key)}
+        rows.append(row)
+    return rows
+
+
+def run(quick: bool) -> dict[str, Any]:
+    scale = Scale.of(quick)
+    flow = shared_flow_run(scale)
+    root = scratch_dir("repro")
+    workspace = make_workspace(root / "repo", scale.cycles, list(scale.overrides))
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    cpu_before = child_cpu()
+    repro = timed_run([str(BIN / "dvc"), "repro"], workspace, root / "repro.log", env)
+    repro_cpu = child_cpu() - cpu_before
+    if repro.returncode != 0:
+        raise RuntimeError(f"dvc repro failed ({repro.returncode}):\n{repro.tail()}")
+    cycles = compare(status_rows(flow.workspace), status_rows(workspace))
+    ratio = repro.seconds / flow.run.seconds
+    result = {
+        "cycles": scale.cycles,
+        "overrides": list(scale.overrides),
+        "cpus": os.cpu_count(),
+        "flow_seconds": round(flow.run.seconds, 2),
+        "flow_cpu_seconds": round(flow.cpu_seconds, 2),
+        "repro_seconds": round(repro.seconds, 2),
+        "repro_cpu_seconds": round(repro_cpu, 2),
+        "repro_over_flow": rounded(ratio, 3),
+        "flow_dvc_status_clean": dvc_status_clean(flow.workspace),
+        "same_metric_and_snapshot": all(
+            c["metric"]["same"] and c["snapshot"]["same"] for c in cycles
+        ),
+        "same_all_compared": all(c[k]["same"] for c in cycles for k in COMPARED),
+        "per_cycle": cycles,
+        "workspaces": {"flow": str(flow.workspace), "repro": str(workspace)},
+        "targets": [
+            {
+                "target": f"flow under {FLOW_TARGET_S:.0f} s (issue: on 2 cores)",
+                "value": round(flow.run.seconds, 2),
+                "met": flow.run.seconds < FLOW_TARGET_S,
+            },
+            {
+                "target": f"repro within {RATIO_TARGET}x of the flow",
+                "value": rounded(ratio, 3),
+                "met": ratio <= RATIO_TARGET,
+            },
+        ],
+    }
+    report(result)
+    return result
+
+
+def report(result: dict[str, Any]) -> None:
+    show(
+        f"time_to_result ({result['cycles']} cycles, {result['cpus']} CPUs; wall = process "
+        "start to exit)",
+        ["entry", "wall s", "cpu s", "ratio to flow"],
+        [
+            [
+                "flywheel run (ephemeral Prefect)",
+                result["flow_seconds"],
+                result["flow_cpu_seconds"],
+                1.0,
+            ],
+            [
+                "dvc repro (a process per stage)",
+                result["repro_seconds"],
+                result["repro_cpu_seconds"],
+                result["repro_over_flow"],
+            ],
+        ],
+    )
+    show(
+        "time_to_result: flywheel status --json after the flow vs after dvc repro",
+        [
+            "cycle",
+            "metric flow",
+            "metric repro",
+            "snapshot flow",
+            "snapshot repro",
+            "champion",
+            "same",
+        ],
+        [
+            [
+                c["cycle"],
+                c["metric"]["flow"],
+                c["metric"]["repro"],
+                (c["snapshot"]["flow"] or "-")[:12],
+                (c["snapshot"]["repro"] or "-")[:12],
+                "same"
+                if c["champion"]["same"]
+                else f"{c['champion']['flow']} / {c['champion']['repro']}",
+                all(c[k]["same"] for k in COMPARED),
+            ]
+            for c in result["per_cycle"]
+        ],
+    )
+    print(f"dvc status clean after the flow: {result['flow_dvc_status_clean']}\n")

@@ -1,0 +1,185 @@
+"""3. upload_growth: bytes each cycle's push sends to the remote vs its new accepted shard.
+
+DVC's remote is content-addressed: a push sends the objects (files, and a `.dir` manifest per
+directory) of the pushed stages' outputs that the remote does not hold yet. Walking `dvc.lock`
+in push order therefore says exactly which objects each `push@cK` sent; the file counts are
+checked against what the flow logged and the byte total against the remote folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.common import rounded, tree_bytes
+from benchmarks.flowrun import Scale, shared_flow_run
+from benchmarks.tables import show
+
+TARGET_RATIO = 1.2
+CYCLE_STEPS = ("generate", "validate", "snapshot", "train", "evaluate", "promote")
+SENT = re.compile(r"push@(c\d+): (\d+) files sent")
+
+
+def object_path(store: Path, md5: str) -> Path:
+    return store / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def out_objects(workspace: Path, out: dict[str, Any]) -> list[str]:
+    """The object ids of one `dvc.lock` out: its md5, plus every file of a directory."""
+    md5: str = out["md5"]
+    if not md5.endswith(".dir"):
+        return [md5]
+    manifest = json.loads(object_path(workspace / ".dvc" / "cache", md5).read_text())
+    return [md5, *(entry["md5"] for entry in manifest)]
+
+
+def category(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    if name.endswith(".json"):
+        return "records (json)"
+    return {
+        "candidates.parquet": "candidates",
+        "accepted.parquet": "accepted",
+        "quarantine.parquet": "quarantine",
+        "trainset": "trainset snapshot",
+        "candidate": "candidate model",
+        "champion": "champion model",
+    }.get(name, name)
+
+
+def push_groups(cycles: list[str]) -> dict[str, list[str]]:
+    """The stages each push sends, in the flow's order."""
+    groups = {"c0": ["prepare", "bootstrap"]}
+    groups |= {c: [f"{step}@{c}" for step in CYCLE_STEPS] for c in cycles}
+    return groups
+
+
+def attribute(workspace: Path, cycles: list[str]) -> dict[str, dict[str, Any]]:
+    """Per push: the objects new to the remote, by category, and the snapshot's own new bytes.
+
+    Categories follow push order, so a file that two outputs share (accepted.parquet and the
+    trainset's new shard are the same bytes) counts once, under the first. `snapshot_bytes` is
+    what the trainset alone added to the remote, whichever output brought its bytes first.
+    """
+    stages = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    remote = workspace / ".remote"
+    seen: set[str] = set()
+    sent: dict[str, dict[str, Any]] = {}
+    for cycle, names in push_groups(cycles).items():
+        before = set(seen)
+        by_category: dict[str, int] = {}
+        snapshot_bytes = 0
+        for name in names:
+            for out in stages[name].get("outs", []):
+                kind = category(out["path"])
+                for md5 in out_objects(workspace, out):
+                    size = object_path(remote, md5).stat().st_size
+                    if kind == "trainset snapshot" and md5 not in before:
+                        snapshot_bytes += size
+                    if md5 not in seen:
+                        seen.add(md5)
+                        by_category[kind] = by_category.get(kind, 0) + size
+        sent[cycle] = {
+            "files": len(seen) - len(before),
+            "bytes": sum(by_category.values()),
+            "snapshot_bytes": snapshot_bytes,
+            "by_category": by_category,
+        }
+    return sent
+
+
+def run(quick: bool) -> dict[str, Any]:
+    flow = shared_flow_run(Scale.of(quick))
+    ws = flow.workspace
+    cycles = [c for c in yaml.safe_load((ws / "params.yaml").read_text())["cycles"]]
+    sent = attribute(ws, cycles)
+    logged = {c: int(n) for c, n in SENT.findall(flow.run.log.read_text())}
+    rows = []
+    for cycle in cycles:
+        snapshot = json.loads((ws / "cycles" / cycle / "snapshot.json").read_text())
+        shard = snapshot["new_shard"]
+        shard_bytes = (ws / "cycles" / cycle / "trainset" / shard).stat().st_size if shard else 0
+        snap_sent = sent[cycle]["snapshot_bytes"]
+        rows.append(
+            {
+                "cycle": cycle,
+                "new_shard": shard,
+                "new_shard_bytes": shard_bytes,
+                "snapshot_bytes_sent": snap_sent,
+                "snapshot_ratio": rounded(snap_sent / shard_bytes, 3) if shard_bytes else None,
+                "all_bytes_sent": sent[cycle]["bytes"],
+                "all_ratio": rounded(sent[cycle]["bytes"] / shard_bytes, 3)
+                if shard_bytes
+                else None,
+                "files_sent": sent[cycle]["files"],
+                "files_sent_logged_by_flow": logged.get(cycle),
+                "by_category": sent[cycle]["by_category"],
+            }
+        )
+    ratios = [r["snapshot_ratio"] for r in rows if r["snapshot_ratio"] is not None]
+    worst = max(ratios) if ratios else None
+    result = {
+        "source": "dvc.lock of the time_to_result flow run, objects attributed in push order",
+        "c0_push": sent["c0"],
+        "per_cycle": rows,
+        "remote_bytes": tree_bytes(ws / ".remote"),
+        "attributed_bytes": sum(s["bytes"] for s in sent.values()),
+        "counts_match_flow_log": all(
+            r["files_sent"] == r["files_sent_logged_by_flow"] for r in rows
+        )
+        and sent["c0"]["files"] == logged.get("c0"),
+        "targets": [
+            {
+                "target": f"snapshot bytes sent <= {TARGET_RATIO}x the new shard (worst cycle)",
+                "value": worst,
+                "met": worst is not None and worst <= TARGET_RATIO,
+            }
+        ],
+    }
+    report(result)
+    return result
+
+
+def report(result: dict[str, Any]) -> None:
+    rows = result["per_cycle"]
+    show(
+        "upload_growth: bytes sent to the remote per cycle vs the cycle's new accepted shard",
+        [
+            "cycle",
+            "new shard",
+            "shard B",
+            "snapshot B",
+            "snap ratio",
+            "all B",
+            "all ratio",
+            "files (ours/flow log)",
+        ],
+        [
+            [
+                r["cycle"],
+                r["new_shard"],
+                r["new_shard_bytes"],
+                r["snapshot_bytes_sent"],
+                r["snapshot_ratio"],
+                r["all_bytes_sent"],
+                r["all_ratio"],
+                f"{r['files_sent']}/{r['files_sent_logged_by_flow']}",
+            ]
+            for r in rows
+        ],
+    )
+    kinds = sorted({k for r in rows for k in r["by_category"]})
+    show(
+        "upload_growth: bytes sent per cycle by what was pushed",
+        ["what", *[r["cycle"] for r in rows]],
+        [[k, *[r["by_category"].get(k, 0) for r in rows]] for k in kinds],
+    )
+    print(
+        f"c0 push: {result['c0_push']['bytes']} B in {result['c0_push']['files']} files; "
+        f"remote folder {result['remote_bytes']} B, attributed {result['attributed_bytes']} B; "
+        f"file counts match the flow's log: {result['counts_match_flow_log']}\n"
+    )
