@@ -55,7 +55,7 @@ class ValidateParams(Section):
 class PromoteParams(Section):
     min_gain: float = Field(0.0, ge=0)
     """The candidate must beat the champion's overall metric by more than this."""
-    max_slice_drop: float = Field(0.05, ge=0, le=1)
+    max_slice_drop: float = Field(0.1, ge=0, le=1)
     """Veto: no slice may fall by more than this against the champion."""
 
 

@@ -27,7 +27,7 @@ class TrainConfig(Section):
 class QuotaConfig(Section):
     start: int = Field(10, ge=1)
     """Rows accepted per class in cycle 1 (times 10 x the class prior)."""
-    step: int = Field(5, ge=0)
+    step: int = Field(3, ge=0)
     """How many more per class each later cycle accepts."""
 
 
