@@ -68,9 +68,16 @@ def run(
         raise fail(f"{cfg.root}: not a DVC repository (run `git init && dvc init` there)")
     _prefect_defaults()
     from flows.flywheel import flywheel
+    from tasks.dvcrepo import RemoteError
+    from tasks.steps import StepFailed
     from tasks.table import render
 
-    rows = flywheel(params_path=str(params.resolve()))
+    try:
+        rows = flywheel(params_path=str(params.resolve()))
+    except (StepFailed, RemoteError) as error:
+        raise fail(
+            f"{error}\ncompleted stages are kept; rerun the same command to resume", 1
+        ) from None
     render(rows)
 
 
@@ -169,12 +176,14 @@ def step(
     """Run one step (what each dvc.yaml stage calls)."""
     cfg = _config(params)
     _prefect_defaults()
-    from tasks.steps import run_step
+    from tasks.steps import StepFailed, run_step
 
     try:
         result = run_step(cfg, name, cycle)
-    except (ValueError, FileNotFoundError) as error:
-        raise fail(f"step {name}{'@' + cycle if cycle else ''}: {error}") from None
+    except StepFailed as error:
+        raise fail(str(error), 1) from None
+    except ValueError as error:
+        raise fail(f"step {name}: {error}") from None
     typer.echo(
         f"{name}{'@' + cycle if cycle else ''}: {result.verdict or 'done'} "
         f"{json.dumps(result.metrics, default=str)}"

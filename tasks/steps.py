@@ -20,6 +20,10 @@ from tasks.layout import CYCLE_STEPS, Layout, stage_name
 STEPS = ("prepare", "bootstrap", *CYCLE_STEPS)
 
 
+class StepFailed(RuntimeError):
+    """A step raised; the message names the stage, and nothing it half-wrote was published."""
+
+
 @dataclass(frozen=True)
 class StepResult:
     """What a step tells the ledger: its verdict (if it judges) and its headline numbers."""
@@ -63,10 +67,13 @@ def run_step(cfg: Config, step: str, cycle: str | None = None) -> StepResult:
             raise ValueError(f"step {step!r} needs --cycle")
         cfg.prev_of(cycle)  # the cycle must be listed in params
     started = time.perf_counter()
-    module = importlib.import_module(f"tasks.{step}")
-    result: StepResult = module.run(cfg, cycle)
-    seconds = time.perf_counter() - started
     stage = stage_name(step, cycle)
+    module = importlib.import_module(f"tasks.{step}")
+    try:
+        result: StepResult = module.run(cfg, cycle)
+    except Exception as error:
+        raise StepFailed(f"{stage} failed: {type(error).__name__}: {error}") from error
+    seconds = time.perf_counter() - started
     for inner_step, inner in result.records or [(step, result)]:
         record(cfg, stage, inner_step, cycle if step in CYCLE_STEPS else None, inner, seconds)
     return result

@@ -96,3 +96,22 @@ def test_run_rejects_bad_params_before_any_work(tmp_path: Path) -> None:
     assert "digits.quota.strat" in result.output
     assert params.read_text() == (REPO / "params.yaml").read_text()
     assert not (tmp_path / "data").exists()
+
+
+def test_a_failing_step_names_its_stage_and_publishes_nothing(tmp_path: Path) -> None:
+    from tasks import config
+    from tasks.steps import run_step
+    from tests.conftest import make_workspace
+
+    root = make_workspace(tmp_path / "repo", cycles=1)
+    cfg = config.load(root / "params.yaml")
+    run_step(cfg, "prepare")
+    run_step(cfg, "bootstrap")
+    layout = Layout(root)
+    layout.pool.write_bytes(b"corrupted in transit")
+    result = runner.invoke(
+        app, ["step", "generate", "--cycle", "c1", "--params", str(root / "params.yaml")]
+    )
+    assert result.exit_code == 1
+    assert "generate@c1 failed" in result.output and "Traceback" not in result.output
+    assert not layout.candidates("c1").exists()
