@@ -9,7 +9,7 @@ import os
 import resource
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,10 +25,13 @@ class Scale:
     seeds: tuple[int, ...]
 
     @staticmethod
-    def of(quick: bool) -> Scale:
+    def of(quick: bool, seeds: list[int] | None = None) -> Scale:
+        """Full: default params, 6 cycles, seeds 0-2; quick: 2 cycles, 80 steps, seed 0."""
         if quick:
-            return Scale(cycles=2, overrides=("digits.train.steps=80",), seeds=(0,))
-        return Scale(cycles=6, overrides=(), seeds=(0, 1, 2))
+            scale = Scale(cycles=2, overrides=("digits.train.steps=80",), seeds=(0,))
+        else:
+            scale = Scale(cycles=6, overrides=(), seeds=(0, 1, 2))
+        return scale if seeds is None else replace(scale, seeds=tuple(seeds))
 
 
 @dataclass(frozen=True)

@@ -107,8 +107,8 @@ def wrapper_probe(flow: FlowRun, cycle: str) -> dict[str, float]:
     return {k: round(v, 3) for k, v in totals.items()}
 
 
-def run(quick: bool) -> dict[str, Any]:
-    flow = shared_flow_run(Scale.of(quick))
+def run(scale: Scale) -> dict[str, Any]:
+    flow = shared_flow_run(scale)
     spans = flow.task_spans()
     records = ledger_records(flow.workspace)
     cycles = sorted(
@@ -128,24 +128,42 @@ def run(quick: bool) -> dict[str, Any]:
         + flow.run.seconds
         - flow_span.end,
     }
-    median_share = statistics.median(c["everything_else_share"] for c in per_cycle)
-    total_wall = sum(c["wall_seconds"] for c in per_cycle)
-    total_else = sum(c["everything_else_seconds"] for c in per_cycle)
+    # A default cycle trains; a cycle whose batch was rejected trains nothing and is all overhead.
+    trained = [c for c in per_cycle if c["fit_seconds"] is not None] or per_cycle
+    median_share = statistics.median(c["everything_else_share"] for c in trained)
+    total_wall = sum(c["wall_seconds"] for c in trained)
+    total_else = sum(c["everything_else_seconds"] for c in trained)
     result = {
         "source": "the flywheel run of time_to_result (subprocess, ephemeral Prefect API)",
         "run_wall_seconds": round(flow.run.seconds, 2),
         "run_phases_seconds": {k: round(v, 2) for k, v in phases.items()},
         "per_cycle": per_cycle,
+        "trained_cycles": [c["cycle"] for c in trained],
         "median_everything_else_share": rounded(median_share),
+        "median_everything_else_share_all_cycles": rounded(
+            statistics.median(c["everything_else_share"] for c in per_cycle)
+        ),
+        "median_everything_else_seconds": rounded(
+            statistics.median(c["everything_else_seconds"] for c in trained), 3
+        ),
         "pooled_everything_else_share": rounded(total_else / total_wall),
         "wrapper_probe_seconds": {"cycle": cycles[-1], **wrapper_probe(flow, cycles[-1])},
         "targets": [
             {
-                "target": f"everything else <= {TARGET_SHARE:.0%} of a cycle (median over cycles)",
+                "target": f"everything else <= {TARGET_SHARE:.0%} of a trained cycle (median)",
                 "value": rounded(median_share),
                 "met": median_share <= TARGET_SHARE,
             }
         ],
+    }
+    result["headline"] = {
+        k: result[k]
+        for k in (
+            "median_everything_else_seconds",
+            "median_everything_else_share",
+            "pooled_everything_else_share",
+            "run_wall_seconds",
+        )
     }
     report(result)
     return result
@@ -183,6 +201,9 @@ def report(result: dict[str, Any]) -> None:
         [[k, v] for k, v in probe.items() if k != "cycle"],
     )
     print(
-        f"everything-else share: median {result['median_everything_else_share']}, "
-        f"pooled {result['pooled_everything_else_share']} (target <= {TARGET_SHARE})\n"
+        f"everything else over trained cycles {', '.join(result['trained_cycles'])}: median "
+        f"{result['median_everything_else_seconds']} s, share median "
+        f"{result['median_everything_else_share']}, pooled "
+        f"{result['pooled_everything_else_share']}; all cycles' median share "
+        f"{result['median_everything_else_share_all_cycles']} (target <= {TARGET_SHARE})\n"
     )

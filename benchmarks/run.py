@@ -1,6 +1,6 @@
 """Run the benchmarks: a table per benchmark on stdout, JSON in benchmarks/results/.
 
-    python benchmarks/run.py [--only NAME ...] [--quick] [--keep]
+    python benchmarks/run.py [--only NAME ...] [--quick] [--seeds N ...] [--keep]
 
 0 time_to_result, 1 self_improvement, 2 overhead and 3 upload_growth (see each module). Timings
 depend on what else the machine is doing: the load average is recorded with every result.
@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, setup_environment, write_result  # noqa: E402
+from benchmarks.flowrun import Scale  # noqa: E402
 
 BENCHMARKS = ("time_to_result", "self_improvement", "overhead", "upload_growth")
 OPTIONAL = ("balanced_sweep",)
@@ -41,6 +42,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke-test size: 1 seed, 2 cycles, 80 training steps"
     )
     parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="domain.seed values for self_improvement and balanced_sweep (default 0 1 2)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the temporary workspaces (their paths are in the JSON)",
@@ -48,14 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_one(name: str, quick: bool) -> dict[str, Any]:
+def run_one(name: str, scale: Scale, quick: bool) -> dict[str, Any]:
     module = importlib.import_module(f"benchmarks.{name}")
     print(f"== {name}{' (quick)' if quick else ''} ==", flush=True)
     load_before, started = os.getloadavg(), time.perf_counter()
-    result: dict[str, Any] = module.run(quick)
+    result: dict[str, Any] = module.run(scale)
     result["meta"] = {
         "benchmark": name,
         "quick": quick,
+        "scale": {"cycles": scale.cycles, "overrides": scale.overrides, "seeds": scale.seeds},
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "benchmark_seconds": round(time.perf_counter() - started, 1),
         "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
@@ -73,7 +82,11 @@ def summarize() -> dict[str, Any]:
         path = RESULTS / f"{name}.json"
         if path.is_file():
             data = json.loads(path.read_text())
-            summary[name] = {"meta": data.get("meta"), "targets": data.get("targets", [])}
+            summary[name] = {
+                "meta": data.get("meta"),
+                "headline": data.get("headline"),
+                "targets": data.get("targets", []),
+            }
     return summary
 
 
@@ -110,7 +123,8 @@ def _paths(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_environment()
-    results = {name: run_one(name, args.quick) for name in args.only or BENCHMARKS}
+    scale = Scale.of(args.quick, args.seeds)
+    results = {name: run_one(name, scale, args.quick) for name in args.only or BENCHMARKS}
     summary = summarize()
     write_result("summary", summary)
     print_targets(summary)

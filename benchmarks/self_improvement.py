@@ -144,14 +144,13 @@ def targets(balanced: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def run(quick: bool) -> dict[str, Any]:
-    scale = Scale.of(quick)
+def run(scale: Scale) -> dict[str, Any]:
     variants = run_variants(VARIANTS, scale)
     bound = []
     for run_ in variants["balanced"]["runs"]:
         bound.append({"seed": run_["seed"], **supervised_bound(Path(run_["workspace"]))})
         print(f"  supervised seed {run_['seed']}: {bound[-1]['acc']:.3f}", flush=True)
-    result = {
+    result: dict[str, Any] = {
         "cycles": scale.cycles,
         "seeds": list(scale.seeds),
         "overrides": list(scale.overrides),
@@ -162,6 +161,16 @@ def run(quick: bool) -> dict[str, Any]:
             "worst_class_acc_mean": mean([b["worst_class_acc"] for b in bound]),
         },
         "targets": targets(variants["balanced"]),
+    }
+    result["headline"] = {
+        "final_champion_acc_mean": {
+            name: v["per_cycle_mean"][-1]["champion_acc"] for name, v in variants.items()
+        }
+        | {"supervised": result["supervised"]["acc_mean"]},
+        "final_worst_class_acc_mean": {
+            name: v["per_cycle_mean"][-1]["champion_worst_class_acc"]
+            for name, v in variants.items()
+        },
     }
     report(result)
     return result

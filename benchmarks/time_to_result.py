@@ -52,8 +52,7 @@ def compare(flow: list[dict[str, Any]], repro: list[dict[str, Any]]) -> list[dic
     return rows
 
 
-def run(quick: bool) -> dict[str, Any]:
-    scale = Scale.of(quick)
+def run(scale: Scale) -> dict[str, Any]:
     flow = shared_flow_run(scale)
     root = scratch_dir("repro")
     workspace = make_workspace(root / "repo", scale.cycles, list(scale.overrides))
@@ -93,6 +92,16 @@ def run(quick: bool) -> dict[str, Any]:
                 "met": ratio <= RATIO_TARGET,
             },
         ],
+    }
+    result["headline"] = {
+        k: result[k]
+        for k in (
+            "flow_seconds",
+            "repro_seconds",
+            "repro_over_flow",
+            "same_metric_and_snapshot",
+            "flow_dvc_status_clean",
+        )
     }
     report(result)
     return result

@@ -92,8 +92,8 @@ def attribute(workspace: Path, cycles: list[str]) -> dict[str, dict[str, Any]]:
     return sent
 
 
-def run(quick: bool) -> dict[str, Any]:
-    flow = shared_flow_run(Scale.of(quick))
+def run(scale: Scale) -> dict[str, Any]:
+    flow = shared_flow_run(scale)
     ws = flow.workspace
     cycles = [c for c in yaml.safe_load((ws / "params.yaml").read_text())["cycles"]]
     sent = attribute(ws, cycles)
@@ -139,6 +139,10 @@ def run(quick: bool) -> dict[str, Any]:
                 "met": worst is not None and worst <= TARGET_RATIO,
             }
         ],
+    }
+    result["headline"] = {
+        "snapshot_ratio": {r["cycle"]: r["snapshot_ratio"] for r in rows},
+        "all_ratio": {r["cycle"]: r["all_ratio"] for r in rows},
     }
     report(result)
     return result

@@ -32,6 +32,8 @@ class StepResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     records: list[tuple[str, StepResult]] = field(default_factory=list)
     """For composite stages (bootstrap): one (step, result) per inner step, recorded in order."""
+    seconds: float | None = None
+    """How long the step itself took (set on inner steps; run_step times the rest)."""
 
 
 def record(
@@ -66,14 +68,15 @@ def run_step(cfg: Config, step: str, cycle: str | None = None) -> StepResult:
         if cycle is None:
             raise ValueError(f"step {step!r} needs --cycle")
         cfg.prev_of(cycle)  # the cycle must be listed in params
-    started = time.perf_counter()
     stage = stage_name(step, cycle)
     module = importlib.import_module(f"tasks.{step}")
+    started = time.perf_counter()  # after the import: the ledger times the work, not imports
     try:
         result: StepResult = module.run(cfg, cycle)
     except Exception as error:
         raise StepFailed(f"{stage} failed: {type(error).__name__}: {error}") from error
     seconds = time.perf_counter() - started
     for inner_step, inner in result.records or [(step, result)]:
-        record(cfg, stage, inner_step, cycle if step in CYCLE_STEPS else None, inner, seconds)
+        took = inner.seconds if inner.seconds is not None else seconds
+        record(cfg, stage, inner_step, cycle if step in CYCLE_STEPS else None, inner, took)
     return result
