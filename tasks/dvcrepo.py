@@ -44,6 +44,7 @@ def is_current(repo: Repo, stage: str) -> bool:
 
 
 def commit(repo: Repo, stage: str) -> None:
+    logging.getLogger("dvc").setLevel(logging.WARNING)  # Prefect's log setup resets it
     with _inside(repo):
         repo.commit(stage, force=True)
 
