@@ -23,7 +23,7 @@ def wait_for_stage(ledger: Path, stage: str, timeout: float = 300) -> None:
     while time.monotonic() < deadline:
         if any(r["stage"] == stage for r in lineage.read(ledger)):
             return
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise TimeoutError(f"{stage} never recorded in {ledger}")
 
 
@@ -43,7 +43,8 @@ def test_sigkill_mid_cycle_then_rerun_resumes(tmp_path: Path, prefect_api: str) 
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     done_before = {(r["stage"], r["step"]) for r in lineage.read(layout.ledger)}
-    assert ("promote", "promote") not in done_before and ("train@c1", "train") not in done_before
+    assert ("bootstrap", "promote") in done_before  # cycle 0 was complete ...
+    assert ("train@c1", "train") not in done_before  # ... cycle 1 was cut mid-way
     c0_model = layout.champion("c0") / "model.pt"
     c0_mtime = c0_model.stat().st_mtime_ns
 
