@@ -40,15 +40,22 @@ def cycle_ids(params_path: Path) -> list[str]:
 
 
 def cycle_record(layout: Layout, cycle: str) -> dict[str, Any]:
-    validation = _read(layout.validation(cycle)) if cycle != "c0" else {"verdict": "seed"}
     snapshot = _read(layout.snapshot(cycle)) or {}
+    if cycle == "c0":  # cycle 0 validates nothing: the seed is human-labelled
+        validation = {
+            "verdict": "seed",
+            "accepted_rows": snapshot.get("rows"),
+            "quarantined_rows": 0,
+        }
+    else:
+        validation = _read(layout.validation(cycle)) or {}
     evaluation = _read(layout.evaluation(cycle)) or {}
     promotion = _read(layout.promotion(cycle))
     champion = (promotion or {}).get("champion", {})
     worst = evaluation.get("worst_slice") or {}
     return {
         "cycle": cycle,
-        "verdict": (validation or {}).get("verdict"),
+        "verdict": validation.get("verdict"),
         "promoted": None if promotion is None else promotion["promoted"],
         "reason": None if promotion is None else promotion["reason"],
         "metric": evaluation.get("metric"),
@@ -56,12 +63,8 @@ def cycle_record(layout: Layout, cycle: str) -> dict[str, Any]:
         "worst_slice_metric": worst.get("metric"),
         "champion": champion.get("model_id"),
         "champion_metric": champion.get("metric"),
-        "accepted_rows": (validation or {}).get(
-            "accepted_rows", snapshot.get("rows") if cycle == "c0" else None
-        ),
-        "quarantined_rows": (validation or {}).get(
-            "quarantined_rows", 0 if cycle == "c0" else None
-        ),
+        "accepted_rows": validation.get("accepted_rows"),
+        "quarantined_rows": validation.get("quarantined_rows"),
         "snapshot": snapshot.get("dataset_md5"),
         "model": (layout.champion(cycle) / MODEL_FILE).relative_to(layout.root).as_posix()
         if promotion is not None

@@ -36,21 +36,30 @@ class StepResult:
     """How long the step itself took (set on inner steps; run_step times the rest)."""
 
 
+def stage_hashes(cfg: Config, step: str, cycle: str | None) -> dict[str, dict[str, str]]:
+    """Content hashes of what the stage read and wrote, as its ledger records name them."""
+    prev = cfg.prev_of(cycle) if cycle else ""
+    deps, outs = Layout(cfg.root).stage_io(step, cycle or "c0", prev)
+    return {"inputs": lineage.hashes(deps, cfg.root), "outputs": lineage.hashes(outs, cfg.root)}
+
+
 def record(
-    cfg: Config, stage: str, step: str, cycle: str | None, result: StepResult, seconds: float
+    cfg: Config,
+    stage: str,
+    step: str,
+    cycle: str | None,
+    result: StepResult,
+    seconds: float,
+    io: dict[str, dict[str, str]],
 ) -> None:
-    layout = Layout(cfg.root)
-    prev = cfg.prev_of(cycle) if cycle and cycle != "c0" else ""
-    deps, outs = layout.stage_io(step if stage != "bootstrap" else "bootstrap", cycle or "c0", prev)
     lineage.append(
-        layout.ledger,
+        Layout(cfg.root).ledger,
         {
             "stage": stage,
             "step": step,
             "cycle": cycle,
             "domain": cfg.domain_name,
-            "inputs": lineage.hashes(deps, cfg.root),
-            "outputs": lineage.hashes(outs, cfg.root),
+            **io,
             "params_sha256": canonical_hash(cfg.raw),
             "code": lineage.code_version(),
             "verdict": result.verdict,
@@ -76,7 +85,9 @@ def run_step(cfg: Config, step: str, cycle: str | None = None) -> StepResult:
     except Exception as error:
         raise StepFailed(f"{stage} failed: {type(error).__name__}: {error}") from error
     seconds = time.perf_counter() - started
+    per_cycle = cycle if step in CYCLE_STEPS else None
+    io = stage_hashes(cfg, step, per_cycle)  # once per stage, even for bootstrap's four records
     for inner_step, inner in result.records or [(step, result)]:
         took = inner.seconds if inner.seconds is not None else seconds
-        record(cfg, stage, inner_step, cycle if step in CYCLE_STEPS else None, inner, took)
+        record(cfg, stage, inner_step, per_cycle, inner, took, io)
     return result
