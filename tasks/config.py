@@ -57,6 +57,9 @@ class PromoteParams(Section):
     """The candidate must beat the champion's overall metric by more than this."""
     max_slice_drop: float = Field(0.1, ge=0, le=1)
     """Veto: no slice may fall by more than this against the champion."""
+    min_arena_score: float = Field(0.5, ge=0, le=1)
+    """Games: the candidate's points share head to head against the champion must reach this
+    (AlphaGo Zero's gatekeeper used 0.55 with noisy games; ours are deterministic)."""
 
 
 class TrainerParams(Section):

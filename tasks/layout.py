@@ -95,7 +95,11 @@ class Layout:
                 [self.trainset(p), self.accepted(c), self.validation(c)],
                 [self.trainset(c), self.snapshot(c)],
             ),
-            "train": ([self.trainset(c), self.validation(c)], [self.candidate(c)]),
+            # the champion: domains with warm_start continue from its weights
+            "train": (
+                [self.trainset(c), self.validation(c), self.champion(p)],
+                [self.candidate(c)],
+            ),
             "evaluate": ([self.candidate(c), self.eval], [self.evaluation(c)]),
             "promote": (
                 [self.evaluation(c), self.candidate(c), self.champion(p), self.promotion(p)],

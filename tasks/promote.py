@@ -11,9 +11,10 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks import domains
 from tasks.config import Config, PromoteParams
 from tasks.files import atomic_path, read_json, write_json
-from tasks.layout import Layout
+from tasks.layout import MODEL_FILE, Layout
 from tasks.steps import StepResult
 
 
@@ -25,9 +26,13 @@ class Decision:
 
 
 def decide(
-    candidate: dict[str, Any], champion: dict[str, Any] | None, rules: PromoteParams
+    candidate: dict[str, Any],
+    champion: dict[str, Any] | None,
+    rules: PromoteParams,
+    arena: dict[str, Any] | None = None,
 ) -> Decision:
-    """Pure gate: candidate and champion are evaluation records (see evaluate.py)."""
+    """Pure gate: candidate and champion are evaluation records (see evaluate.py); `arena` is
+    the head-to-head result for domains that play one."""
     if not candidate.get("evaluated"):
         return Decision(False, f"no candidate: {candidate.get('reason', 'not evaluated')}")
     if champion is None:
@@ -45,6 +50,13 @@ def decide(
             f"slice veto: slice {worst} fell by {vetoed[worst]:.3f} (bound {rules.max_slice_drop})",
             drops,
         )
+    if arena is not None and arena["score"] < rules.min_arena_score:
+        return Decision(
+            False,
+            f"arena: scored {arena['score']:.3f} against the champion "
+            f"(needs >= {rules.min_arena_score})",
+            drops,
+        )
     if gain <= rules.min_gain:
         return Decision(
             False,
@@ -55,12 +67,25 @@ def decide(
     return Decision(True, f"better by {gain:+.4f}, no slice fell beyond the bound", drops)
 
 
+def head_to_head(cfg: Config, layout: Layout, cycle: str) -> dict[str, Any] | None:
+    """The candidate against the champion, for domains that play an arena (else None)."""
+    domain = domains.load(cfg.domain_name)
+    if not domain.plays_arena:
+        return None
+    from tasks import models  # torch: only for domains that play
+
+    candidate, _, _ = models.load(layout.candidate(cycle) / MODEL_FILE)
+    champion, _, _ = models.load(layout.champion(cfg.prev_of(cycle)) / MODEL_FILE)
+    return domain.arena(candidate, champion, cfg.domain)
+
+
 def publish(cfg: Config, cycle: str, champion_record: dict[str, Any] | None) -> StepResult:
     """Decide, then publish this cycle's champion directory and promotion record."""
     layout = Layout(cfg.root)
     candidate = read_json(layout.evaluation(cycle))
     current = champion_record["champion"] if champion_record else None
-    decision = decide(candidate, current, cfg.params.promote)
+    arena = head_to_head(cfg, layout, cycle) if candidate.get("evaluated") and current else None
+    decision = decide(candidate, current, cfg.params.promote, arena)
     source = layout.candidate(cycle) if decision.promoted else layout.champion(cfg.prev_of(cycle))
     with atomic_path(layout.champion(cycle)) as tmp:
         shutil.copytree(source, tmp)
@@ -73,6 +98,7 @@ def publish(cfg: Config, cycle: str, champion_record: dict[str, Any] | None) -> 
         "promoted": decision.promoted,
         "reason": decision.reason,
         "slice_drops": decision.slice_drops,
+        "arena": arena,
         "candidate": candidate,
         "champion": {**champion, "from_cycle": from_cycle},
     }

@@ -20,8 +20,12 @@ def cycle_seed(cfg: Config, cycle: str) -> int:
     return cfg.seed * 1000 + int(cycle.removeprefix("c"))
 
 
-def fit(cfg: Config, trainset: Any, seed: int) -> tuple[Any, dict[str, Any]]:
-    """Train the domain's network from scratch on `trainset`; (network, training stats)."""
+def fit(
+    cfg: Config, trainset: Any, seed: int, start_from: Path | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Train the domain's network on `trainset`, from scratch or from the weights in the model
+    file `start_from`; (network, training stats). With no rows there is nothing to learn: the
+    network keeps its seeded initialisation (self-play's cycle 0 starts from a random net)."""
     import lightning as L
     import torch
 
@@ -30,9 +34,13 @@ def fit(cfg: Config, trainset: Any, seed: int) -> tuple[Any, dict[str, Any]]:
     L.seed_everything(seed, workers=True, verbose=False)
     domain = domains.load(cfg.domain_name)
     network = domain.build_network(cfg.domain)
+    if start_from is not None:
+        _load_weights(network, start_from)
+    if trainset.height == 0:
+        return network, {"steps": 0, "fit_seconds": 0.0, "final_loss": None}
     module = domain.training_module(network, cfg.domain)
     trainer = L.Trainer(
-        max_steps=domain.max_steps(cfg.domain),
+        max_steps=domain.max_steps(trainset, cfg.domain),
         max_epochs=-1,
         accelerator=cfg.params.trainer.accelerator,
         devices=cfg.params.trainer.devices,
@@ -53,6 +61,17 @@ def fit(cfg: Config, trainset: Any, seed: int) -> tuple[Any, dict[str, Any]]:
     }
 
 
+def _load_weights(network: Any, model_file: Path) -> None:
+    champion, _, _ = models.load(model_file)
+    try:
+        network.load_state_dict(champion.state_dict())
+    except RuntimeError as error:
+        raise ValueError(
+            f"{model_file}: cannot warm-start from it, its network does not match the current "
+            f"params ({str(error).splitlines()[0]})"
+        ) from None
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -61,7 +80,12 @@ def _quiet_lightning() -> None:
 
 
 def train_candidate(
-    cfg: Config, cycle: str, trainset_dir: Path, verdict: str, out: Path
+    cfg: Config,
+    cycle: str,
+    trainset_dir: Path,
+    verdict: str,
+    out: Path,
+    start_from: Path | None = None,
 ) -> StepResult:
     """Publish `out/` with train.json, plus model.pt when the batch may be trained on."""
     with atomic_path(out) as tmp:
@@ -71,11 +95,13 @@ def train_candidate(
             write_json(tmp / "train.json", info)
             return StepResult(verdict="skipped", metrics=info)
         trainset = read_trainset(trainset_dir)
-        network, stats = fit(cfg, trainset, cycle_seed(cfg, cycle))
+        network, stats = fit(cfg, trainset, cycle_seed(cfg, cycle), start_from)
         model_id = models.save(network, tmp / MODEL_FILE, cfg.domain_name, cfg.domain, cycle)
         # Timings go to the ledger only: published files must be reproducible byte for byte.
         seconds = stats.pop("fit_seconds")
         info = {"trained": True, "model_id": model_id, "rows": trainset.height, **stats}
+        if start_from is not None:
+            info["started_from"] = read_json(start_from.parent / "train.json")["model_id"]
         write_json(tmp / "train.json", info)
     return StepResult(verdict="trained", metrics={**info, "fit_seconds": seconds})
 
@@ -84,4 +110,8 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     assert cycle is not None
     layout = Layout(cfg.root)
     verdict = read_json(layout.validation(cycle))["verdict"]
-    return train_candidate(cfg, cycle, layout.trainset(cycle), verdict, layout.candidate(cycle))
+    warm = domains.load(cfg.domain_name).warm_start
+    start_from = layout.champion(cfg.prev_of(cycle)) / MODEL_FILE if warm else None
+    return train_candidate(
+        cfg, cycle, layout.trainset(cycle), verdict, layout.candidate(cycle), start_from
+    )

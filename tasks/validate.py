@@ -1,16 +1,19 @@
 """The validate step: quality suite (Great Expectations) + bias gate -> accepted, quarantine.
 
-Row rules quarantine the rows GX lists, each with its rule's reason. The batch is rejected when a
-table-level rule fails, when too many rows are quarantined, when too few are left, or when the
-slice mix of what would be accepted is too far from the domain's prior (confirmation bias shows
-up first as one class flooding the batch). A rejected batch trains nothing: `accepted` is empty
-and every row goes to quarantine with `batch_rejected` added (invariant 2).
+The domain first derives per-row facts (`check_columns`), then GX judges every row rule and lists
+the rows that broke it; each is quarantined with its rule's reason. The batch is rejected when a
+table-level rule fails, when too many rows broke a quality rule (a verifier's `filter` rules do
+not count: most sampled answers are wrong, and dropping them is the point), when too few rows are
+left, when the slice mix of what would be accepted is too far from the domain's prior, or when a
+domain's own bias check fails (confirmation bias and collapse show up first in the batch's mix).
+A rejected batch trains nothing: `accepted` is empty and every row goes to quarantine with
+`batch_rejected` added (invariant 2).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +95,18 @@ def validate_batch(
     cycle: str,
 ) -> Outcome:
     """Judge one candidate batch; pure apart from running GX, and deterministic."""
-    quality = run_suite(candidates, [*domain.expectations(domain_cfg), *engine_rules(known_ids)])
+    rules = [*domain.expectations(domain_cfg), *engine_rules(known_ids)]
+    quality = run_suite(domain.check_columns(candidates, domain_cfg), rules)
     rows = candidates.height
-    flagged = len(quality.row_reasons)
+    filters = {r.reason for r in rules if r.filter} - {r.reason for r in rules if not r.filter}
+    flagged = sum(bool(set(r) - filters) for r in quality.row_reasons.values())
     clean = candidates.filter(~pl.int_range(pl.len()).is_in(list(quality.row_reasons)))
-    slices, tvd = slice_balance(clean, domain.slice_column, domain.slice_prior(domain_cfg))
+    prior = domain.slice_prior(domain_cfg)
+    slices, tvd = slice_balance(clean, domain.slice_column, prior or {})
+    tvd = tvd if prior is not None else None
+    checks = domain.bias_checks(clean, domain_cfg) if clean.height else []
     failed = _failed_rules(quality, params, rows, flagged, clean.height, slices, tvd)
+    failed += [_rule(c.rule, c.reason, c.detail) for c in checks if not c.passed]
     rejected = bool(failed)
     reasons = [
         quality.row_reasons.get(i, []) + ([BATCH_REJECTED] if rejected else []) for i in range(rows)
@@ -114,6 +123,7 @@ def validate_batch(
         "accepted_rows": accepted.height,
         "quarantined_rows": quarantine.height,
         "flagged_rows": flagged,
+        "filtered_rows": len(quality.row_reasons) - flagged,
         "quarantine_share": _share(flagged, rows),
         "known_row_ids": len(known_ids),
         "params": params.model_dump(),
@@ -121,6 +131,7 @@ def validate_batch(
         "failed_rules": failed,
         "slices": slices,
         "slice_tvd": None if tvd is None else round(tvd, 6),
+        "bias_checks": [asdict(c) for c in checks],
         "expectations": quality.summary,
     }
     return Outcome(accepted, quarantine, report)
@@ -176,7 +187,7 @@ def _failed_rules(
             _rule(
                 "max_quarantine_share",
                 "too_many_quarantined",
-                f"{flagged} of {rows} rows ({share:.3f}) failed a row rule, "
+                f"{flagged} of {rows} rows ({share:.3f}) failed a quality rule, "
                 f"more than {params.max_quarantine_share}",
             )
         )
@@ -243,7 +254,14 @@ def run(cfg: Config, cycle: str) -> StepResult:
     report = outcome.report
     metrics = {
         key: report[key]
-        for key in ("rows", "accepted_rows", "quarantined_rows", "quarantine_share", "slice_tvd")
+        for key in (
+            "rows",
+            "accepted_rows",
+            "quarantined_rows",
+            "filtered_rows",
+            "quarantine_share",
+            "slice_tvd",
+        )
     }
     metrics["failed_rules"] = [rule["reason"] for rule in report["failed_rules"]]
     return StepResult(verdict=report["verdict"], metrics=metrics)

@@ -42,3 +42,12 @@ def test_a_rejected_batch_has_no_candidate_to_promote() -> None:
 
 def test_first_model_becomes_champion() -> None:
     assert decide(evaluation(0.5, {"0": 0.5}), None, RULES).promoted
+
+
+def test_losing_the_arena_keeps_the_champion_despite_a_higher_metric() -> None:
+    champion = evaluation(0.90, {"opening": 0.9})
+    candidate = evaluation(0.95, {"opening": 0.95})
+    lost = decide(candidate, champion, RULES, arena={"score": 0.40})
+    assert not lost.promoted
+    assert lost.reason == "arena: scored 0.400 against the champion (needs >= 0.5)"
+    assert decide(candidate, champion, RULES, arena={"score": 0.5}).promoted

@@ -174,7 +174,7 @@ def test_too_many_quarantined_rows_reject_the_whole_batch(honest, cfg, prepared)
     assert report["reason_counts"] == {"confidence_out_of_range": 6, BATCH_REJECTED: 100}
     assert describe(report) == [
         "max_quarantine_share (too_many_quarantined): "
-        "6 of 100 rows (0.060) failed a row rule, more than 0.05"
+        "6 of 100 rows (0.060) failed a quality rule, more than 0.05"
     ]
 
 
@@ -250,6 +250,7 @@ def test_run_publishes_identical_bytes_for_the_same_input(honest, cfg, prepared)
         "rows": 100,
         "accepted_rows": 98,
         "quarantined_rows": 2,
+        "filtered_rows": 0,
         "quarantine_share": 0.02,
         "slice_tvd": first.metrics["slice_tvd"],
         "failed_rules": [],

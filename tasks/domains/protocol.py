@@ -4,6 +4,11 @@ Rows are polars frames. Every candidate or training row carries the provenance c
 `PROVENANCE` besides the domain's own columns, and one column, `slice_column`, names the group
 (class, game phase, problem length) used by the bias checks and the per-slice promotion veto.
 Methods that need torch import it lazily so that light commands stay light.
+
+Validation has three layers, all driven by the domain: `check_columns` derives per-row facts
+that plain column rules cannot see (a board's legality, whether a worked solution's steps add
+up); `expectations` judges the rows (and those derived columns) with Great Expectations; and
+`bias_checks` judges the rows that passed as a batch (collapse, imbalance), in polars.
 """
 
 from __future__ import annotations
@@ -48,6 +53,21 @@ class Expectation:
     kind: str
     kwargs: dict[str, Any]
     reason: str
+    filter: bool = False
+    """A filter rule (a verifier): its failing rows are quarantined as expected, without counting
+    toward the batch's `max_quarantine_share` (most sampled solutions are wrong; that is fine)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One batch-level bias or collapse check a domain computes on the rows that passed."""
+
+    rule: str
+    reason: str
+    passed: bool
+    observed: float
+    bound: float
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,18 @@ class Domain(Protocol):
         """Columns (name -> dtype) of a candidate or training row, provenance included."""
         ...
 
-    def prepare(self, cfg: Any, seed: int) -> Prepared: ...
+    def prepare(self, cfg: Any, seed: int) -> Prepared:
+        """Seed, eval and pool. Seed and pool may be empty (self-play has no human data: the
+        engine then keeps cycle 0's network at its seeded random initialisation)."""
+        ...
+
+    def check_columns(self, batch: pl.DataFrame, cfg: Any) -> pl.DataFrame:
+        """`batch` plus derived columns (named `check_*`) that the suite's rules read.
+
+        Must not raise on bad rows: a row that cannot be judged gets nulls. The engine drops the
+        columns again after validation, so they never reach accepted or quarantined files.
+        """
+        ...
 
     def expectations(self, cfg: Any) -> list[Expectation]:
         """The domain's quality suite; bump `suite_version` when it changes."""
@@ -74,8 +105,13 @@ class Domain(Protocol):
 
     suite_version: str
 
-    def slice_prior(self, cfg: Any) -> dict[str, float]:
-        """Expected share of accepted rows per slice value (as strings)."""
+    def bias_checks(self, passed: pl.DataFrame, cfg: Any) -> list[Check]:
+        """Batch-level checks on the rows that passed every row rule; a failed one rejects."""
+        ...
+
+    def slice_prior(self, cfg: Any) -> dict[str, float] | None:
+        """Expected share of accepted rows per slice value (as strings), gated by the engine's
+        `validate.max_slice_tvd`; None when the domain judges its batch mix in `bias_checks`."""
         ...
 
     def build_network(self, cfg: Any) -> torch.nn.Module: ...
@@ -95,13 +131,32 @@ class Domain(Protocol):
 
     def training_module(self, network: torch.nn.Module, cfg: Any) -> LightningModule: ...
 
-    def train_loader(self, trainset: pl.DataFrame, cfg: Any, seed: int) -> DataLoader[Any]: ...
+    def train_loader(self, trainset: pl.DataFrame, cfg: Any, seed: int) -> DataLoader[Any]:
+        """Batches from the accumulated training set; a domain may read a window of it (a replay
+        window), but the snapshot itself always keeps every row. Never called with no rows."""
+        ...
 
-    def max_steps(self, cfg: Any) -> int: ...
+    def max_steps(self, trainset: pl.DataFrame, cfg: Any) -> int:
+        """Optimiser steps for this cycle's training run (it may scale with the newest rows)."""
+        ...
+
+    warm_start: bool
+    """True: a cycle's candidate starts from the champion's weights (self-play keeps learning);
+    False: it is trained from scratch on the whole training set (digits, arith: ReST-EM)."""
 
     def evaluate(
         self, network: torch.nn.Module, eval_set: pl.DataFrame, cfg: Any
     ) -> Evaluation: ...
+
+    plays_arena: bool
+    """Whether promotion also needs the candidate to hold its own head to head (games)."""
+
+    def arena(
+        self, candidate: torch.nn.Module, champion: torch.nn.Module, cfg: Any
+    ) -> dict[str, Any]:
+        """Candidate against champion; the result's `score` (points share, 0-1) is gated by
+        `promote.min_arena_score`. Only called when `plays_arena` is true."""
+        ...
 
     def predict(self, network: torch.nn.Module, request: dict[str, Any]) -> dict[str, Any]:
         """One prediction for one JSON request; raise ValueError for a malformed request."""

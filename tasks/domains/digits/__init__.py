@@ -9,7 +9,7 @@ import polars as pl
 
 from tasks.domains.digits import data, expectations, labelling
 from tasks.domains.digits.config import N_CLASSES, Config
-from tasks.domains.protocol import Evaluation, Expectation, Prepared
+from tasks.domains.protocol import Check, Evaluation, Expectation, Prepared
 
 
 class Digits:
@@ -17,6 +17,8 @@ class Digits:
     metric_name = "accuracy"
     slice_column = "label"
     suite_version = expectations.SUITE_VERSION
+    warm_start = False  # a noisy student is retrained from scratch on the whole snapshot
+    plays_arena = False
 
     def schema(self, cfg: Config) -> dict[str, pl.DataType]:
         return data.schema()
@@ -24,8 +26,14 @@ class Digits:
     def prepare(self, cfg: Config, seed: int) -> Prepared:
         return data.prepare(cfg, seed)
 
+    def check_columns(self, batch: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+        return batch  # every digits rule reads the row's own columns
+
     def expectations(self, cfg: Config) -> list[Expectation]:
         return expectations.suite()
+
+    def bias_checks(self, passed: pl.DataFrame, cfg: Config) -> list[Check]:
+        return []  # the engine's slice gate against the class prior is the check
 
     def slice_prior(self, cfg: Config) -> dict[str, float]:
         return {str(c): share for c, share in enumerate(cfg.prior_shares())}
@@ -69,7 +77,7 @@ class Digits:
 
         return loader(trainset, cfg, seed)
 
-    def max_steps(self, cfg: Config) -> int:
+    def max_steps(self, trainset: pl.DataFrame, cfg: Config) -> int:
         return cfg.train.steps
 
     def evaluate(self, network: Any, eval_set: pl.DataFrame, cfg: Config) -> Evaluation:
@@ -85,6 +93,9 @@ class Digits:
             slices=slices,
             details={"confusion": confusion.tolist(), "rows": int(len(truth))},
         )
+
+    def arena(self, candidate: Any, champion: Any, cfg: Config) -> dict[str, Any]:
+        raise NotImplementedError("digits has no arena: plays_arena is False")
 
     def predict(self, network: Any, request: dict[str, Any]) -> dict[str, Any]:
         from tasks.domains.digits.network import probabilities
