@@ -11,13 +11,13 @@ from tasks import domains, models
 
 def stream(model_path: Path, lines: TextIO, out: TextIO) -> int:
     """Answer every input line; return how many failed. A bad line never stops the rest."""
-    network, name, _ = models.load(model_path)
+    network, name, domain_cfg = models.load(model_path)
     domain = domains.load(name)
     failed = 0
     for line in lines:
         try:
             request = json.loads(line)
-            answer = domain.predict(network, request)
+            answer = domain.predict(network, request, domain_cfg)
         except (ValueError, TypeError) as error:
             failed += 1
             answer = {"error": str(error) or type(error).__name__}

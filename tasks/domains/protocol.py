@@ -158,6 +158,8 @@ class Domain(Protocol):
         `promote.min_arena_score`. Only called when `plays_arena` is true."""
         ...
 
-    def predict(self, network: torch.nn.Module, request: dict[str, Any]) -> dict[str, Any]:
+    def predict(
+        self, network: torch.nn.Module, request: dict[str, Any], cfg: Any
+    ) -> dict[str, Any]:
         """One prediction for one JSON request; raise ValueError for a malformed request."""
         ...

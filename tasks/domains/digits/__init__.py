@@ -97,7 +97,7 @@ class Digits:
     def arena(self, candidate: Any, champion: Any, cfg: Config) -> dict[str, Any]:
         raise NotImplementedError("digits has no arena: plays_arena is False")
 
-    def predict(self, network: Any, request: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, network: Any, request: dict[str, Any], cfg: Config) -> dict[str, Any]:
         from tasks.domains.digits.network import probabilities
 
         pixels = request.get("pixels") if isinstance(request, dict) else None

@@ -1,0 +1,112 @@
+"""One Protocol implementation for every game: a domain names its `Game` and its params."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import polars as pl
+
+from tasks.domains.games import checks, expectations, schema
+from tasks.domains.games.config import GameConfig
+from tasks.domains.games.game import Game
+from tasks.domains.protocol import Check, Evaluation, Expectation, Prepared
+
+
+class GameDomain:
+    """Self-play from zero human data, scored against an exact solver (tictactoe, connect4)."""
+
+    metric_name = "optimal_move_share"
+    slice_column = "phase"
+    suite_version = expectations.SUITE_VERSION
+    warm_start = True  # AlphaZero: the network keeps learning from its own newest games
+    plays_arena = True
+
+    def __init__(self, name: str, game_of: Callable[[Any], Game]) -> None:
+        self.name = name
+        self.game_of = game_of
+
+    def schema(self, cfg: GameConfig) -> dict[str, pl.DataType]:
+        return schema.schema()
+
+    def prepare(self, cfg: GameConfig, seed: int) -> Prepared:
+        """No human data: empty seed and pool. The eval set is every reachable non-terminal
+        position with its exact value, solved once here and then frozen by DVC."""
+        from tasks.domains.games import solver
+
+        empty = pl.DataFrame(schema=schema.schema())
+        return Prepared(seed=empty, eval=solver.solve(self.game_of(cfg)), pool=empty)
+
+    def check_columns(self, batch: pl.DataFrame, cfg: GameConfig) -> pl.DataFrame:
+        return checks.check_columns(batch, self.game_of(cfg))
+
+    def expectations(self, cfg: GameConfig) -> list[Expectation]:
+        return expectations.suite(self.game_of(cfg))
+
+    def bias_checks(self, passed: pl.DataFrame, cfg: GameConfig) -> list[Check]:
+        return checks.bias_checks(passed, self.game_of(cfg), cfg.checks)
+
+    def slice_prior(self, cfg: GameConfig) -> dict[str, float] | None:
+        return None  # the phase mix follows game length; bias_checks judge self-play batches
+
+    def build_network(self, cfg: GameConfig) -> Any:
+        from tasks.domains.games import network
+
+        return network.build(self.game_of(cfg), cfg.net)
+
+    def generate(
+        self,
+        network: Any,
+        pool: pl.DataFrame,
+        trainset: pl.DataFrame,
+        cycle: int,
+        generator: str,
+        cfg: GameConfig,
+        seed: int,
+    ) -> pl.DataFrame:
+        from tasks.domains.games import selfplay
+
+        return selfplay.play(network, self.game_of(cfg), cfg.selfplay, cycle, generator, seed)
+
+    def training_module(self, network: Any, cfg: GameConfig) -> Any:
+        from tasks.domains.games import training
+
+        return training.PolicyValueModule(network, cfg.train)
+
+    def train_loader(self, trainset: pl.DataFrame, cfg: GameConfig, seed: int) -> Any:
+        from tasks.domains.games import training
+
+        return training.loader(trainset, self.game_of(cfg), cfg.train, seed)
+
+    def max_steps(self, trainset: pl.DataFrame, cfg: GameConfig) -> int:
+        from tasks.domains.games import training
+
+        return training.steps(trainset, cfg.train)
+
+    def evaluate(self, network: Any, eval_set: pl.DataFrame, cfg: GameConfig) -> Evaluation:
+        from tasks.domains.games import scoring
+
+        game = self.game_of(cfg)
+        overall, phases = scoring.greedy_optimal_share(network, game, eval_set)
+        games = scoring.perfect_player_games(network, game, eval_set)
+        return Evaluation(
+            metric=overall, slices=phases, details={"positions": eval_set.height, **games}
+        )
+
+    def arena(self, candidate: Any, champion: Any, cfg: GameConfig) -> dict[str, Any]:
+        from tasks.domains.games import scoring
+
+        return scoring.arena(candidate, champion, self.game_of(cfg), cfg.evaluate)
+
+    def predict(self, network: Any, request: dict[str, Any], cfg: GameConfig) -> dict[str, Any]:
+        from tasks.domains.games import scoring
+
+        game = self.game_of(cfg)
+        board = request.get("board") if isinstance(request, dict) else None
+        pos = game.parse(board)  # type: ignore[arg-type]  # parse rejects a non-string
+        problem = checks.position_problem(game, pos)
+        if problem:
+            raise ValueError(f"{game.name}: {problem}")
+        policy = scoring.policy(network, game, pos)
+        move = max(game.legal(pos), key=lambda a: policy[a])
+        return {"move": move, "policy": [round(float(p), 6) for p in policy]}
