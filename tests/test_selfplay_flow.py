@@ -41,6 +41,7 @@ def test_cycle_zero_is_a_random_network_on_no_human_data(tictactoe_run: Path) ->
     assert info["trained"] and info["steps"] == 0 and info["rows"] == 0
     evaluation = read_json(layout.evaluation("c0"))
     assert evaluation["details"]["positions"] == 4520  # every non-terminal position, solved
+    assert evaluation["details"]["positions_scored"] == 4520  # under the sample size: all
 
 
 def test_self_play_rows_pass_the_suite_and_the_bias_checks(tictactoe_run: Path) -> None:

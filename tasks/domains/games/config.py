@@ -72,6 +72,10 @@ class CheckConfig(Section):
 class EvaluateConfig(Section):
     arena_games: int = Field(64, ge=2)
     """Head-to-head games against the champion (both colours) for promotion."""
+    positions: int | None = Field(200_000, ge=1000)
+    """Score the greedy policy on this many of the solved positions, a fixed uniform sample
+    (standard error under 0.0005 at 200k); null: all of them. Connect4 5x4 has 3.1 million,
+    about 45 s of forward passes on one core, more than the rest of a cycle's evaluation."""
 
 
 class GameConfig(Section):

@@ -13,6 +13,13 @@ from tasks.domains.games.game import Game
 from tasks.domains.protocol import Check, Evaluation, Expectation, Prepared
 
 
+def sample(table: pl.DataFrame, size: int | None) -> pl.DataFrame:
+    """The same uniform sample of the solved positions every cycle (or all of them)."""
+    if size is None or size >= table.height:
+        return table
+    return table.sample(size, seed=0).sort("ply", "key")
+
+
 class GameDomain:
     """Self-play from zero human data, scored against an exact solver (tictactoe, connect4)."""
 
@@ -87,11 +94,11 @@ class GameDomain:
         from tasks.domains.games import scoring
 
         game = self.game_of(cfg)
-        overall, phases = scoring.greedy_optimal_share(network, game, eval_set)
+        scored = sample(eval_set, cfg.evaluate.positions)
+        overall, phases = scoring.greedy_optimal_share(network, game, scored)
         games = scoring.perfect_player_games(network, game, eval_set)
-        return Evaluation(
-            metric=overall, slices=phases, details={"positions": eval_set.height, **games}
-        )
+        details = {"positions": eval_set.height, "positions_scored": scored.height, **games}
+        return Evaluation(metric=overall, slices=phases, details=details)
 
     def arena(self, candidate: Any, champion: Any, cfg: GameConfig) -> dict[str, Any]:
         from tasks.domains.games import scoring
