@@ -1,0 +1,84 @@
+"""Generate (the champion samples solutions to unsolved pool problems) and evaluate (greedy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import torch
+
+from tasks.domains.arith import checks, data
+from tasks.domains.arith.config import Config
+from tasks.domains.arith.solver import complete
+from tasks.domains.protocol import Evaluation
+
+
+def unsolved(pool: pl.DataFrame, trainset: pl.DataFrame) -> pl.DataFrame:
+    """Pool problems with no row in the training set yet."""
+    return pool.filter(~pl.col("problem_id").is_in(trainset["problem_id"].implode()))
+
+
+def generate(
+    network: torch.nn.Module,
+    pool: pl.DataFrame,
+    trainset: pl.DataFrame,
+    cycle: int,
+    generator: str,
+    cfg: Config,
+    seed: int,
+) -> pl.DataFrame:
+    """`cfg.samples` sampled solutions per unsolved problem, sample-major, as candidate rows."""
+    todo = unsolved(pool, trainset)
+    repeated = pl.concat(
+        [todo.with_columns(pl.lit(s, pl.Int64()).alias("sample")) for s in range(cfg.samples)]
+    )
+    texts, confidence = complete(
+        network,
+        repeated["problem"].to_list(),
+        cfg.max_digits,
+        cfg.temperature,
+        torch.Generator().manual_seed(seed),
+        cfg.decode_batch,
+    )
+    return repeated.with_columns(
+        pl.format("{}:c{}:s{}", "problem_id", pl.lit(cycle), "sample").alias("row_id"),
+        pl.lit(cycle, pl.Int64()).alias("cycle"),
+        pl.lit(generator).alias("generator"),
+        pl.lit("sampled").alias("method"),
+        pl.Series("confidence", confidence, pl.Float64()),
+        pl.Series("solution", texts, pl.String()),
+    ).select(list(data.schema()))
+
+
+def evaluate(network: torch.nn.Module, eval_set: pl.DataFrame, cfg: Config) -> Evaluation:
+    """Greedy exact match of the final answer, overall and per length."""
+    texts, _ = complete(
+        network, eval_set["problem"].to_list(), cfg.max_digits, 0.0, None, cfg.decode_batch
+    )
+    judged = checks.check_columns(eval_set.with_columns(solution=pl.Series(texts)), cfg.max_digits)
+    per_length = (
+        judged.group_by("length")
+        .agg(
+            rows=pl.len(),
+            right=pl.col("check_answer_ok").fill_null(False).sum(),
+            malformed=(~pl.col("check_parsed")).sum(),
+            right_wrong_steps=(~pl.col("check_steps_ok")).sum(),
+        )
+        .sort("length")
+    )
+    right = int(per_length["right"].sum())
+    details: dict[str, Any] = {
+        "rows": judged.height,
+        "right": right,
+        "malformed": int(per_length["malformed"].sum()),
+        "right_wrong_steps": int(per_length["right_wrong_steps"].sum()),
+        "right_wrong_steps_share": round(int(per_length["right_wrong_steps"].sum()) / right, 6)
+        if right
+        else 0.0,
+        "per_length": {str(r.pop("length")): r for r in per_length.to_dicts()},
+    }
+    return Evaluation(
+        metric=right / judged.height if judged.height else 0.0,
+        slices={str(r["length"]): r["right"] / r["rows"] for r in per_length.to_dicts()},
+        details=details,
+    )
