@@ -31,6 +31,19 @@ def step_seconds(workspace: Path) -> dict[str, dict[str, float]]:
     return table
 
 
+def promoted_at(workspace: Path, started_at: float) -> dict[str, float]:
+    """cycle -> seconds from process start until its promotion was recorded (ledger clock)."""
+    from datetime import datetime
+
+    return {
+        record["cycle"] or "c0": round(
+            datetime.fromisoformat(record["recorded_at"]).timestamp() - started_at, 1
+        )
+        for record in lineage.read(Layout(workspace).ledger)
+        if record["step"] == "promote"
+    }
+
+
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -75,6 +88,7 @@ def run_seeds(domain: str, scale: Scale, extra: tuple[str, ...] = ()) -> dict[st
                 "wall_seconds": round(flow.run.seconds, 1),
                 "workspace": str(flow.workspace),
                 "prepare_seconds": step_seconds(flow.workspace).get("prepare", {}).get("prepare"),
+                "wall_until": promoted_at(flow.workspace, flow.started_at),
                 "cycles": rows,
             }
         )
@@ -132,3 +146,9 @@ def time_split(result: dict[str, Any]) -> dict[str, float]:
                 totals[step] += c["seconds"].get(step, 0.0)
     whole = sum(totals.values()) or 1.0
     return {step: round(s / whole, 3) for step, s in totals.items()}
+
+
+def champion_details(run: dict[str, Any], cycle: str) -> dict[str, Any]:
+    """The evaluation details of the champion after `cycle` (games vs the perfect player...)."""
+    promotion = read_json(Path(run["workspace"]) / "cycles" / cycle / "promotion.json")
+    return dict((promotion.get("champion") or {}).get("details") or {})

@@ -2,7 +2,8 @@
 
     python benchmarks/run.py [--only NAME ...] [--quick] [--seeds N ...] [--keep]
 
-0 time_to_result, 1 self_improvement, 2 overhead and 3 upload_growth (see each module). Timings
+0 time_to_result, 1 self_improvement, 2 overhead and 3 upload_growth (see each module) by default;
+`--only tictactoe connect4 arith` runs the other domains (minutes to half an hour each). Timings
 depend on what else the machine is doing: the load average is recorded with every result.
 """
 
@@ -26,7 +27,7 @@ from benchmarks.common import RESULTS, setup_environment, write_result  # noqa: 
 from benchmarks.flowrun import Scale  # noqa: E402
 
 BENCHMARKS = ("time_to_result", "self_improvement", "overhead", "upload_growth")
-OPTIONAL = ("balanced_sweep",)
+OPTIONAL = ("balanced_sweep", "tictactoe", "connect4", "arith")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
