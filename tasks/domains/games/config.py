@@ -49,7 +49,10 @@ class TrainConfig(Section):
     """Optimiser steps per cycle = passes x new rows / batch_size (the net keeps learning)."""
     min_steps: int = Field(50, ge=1)
     replay_window: int = Field(100_000, ge=1)
-    """Train on the newest this-many rows of the snapshot (which itself keeps every row)."""
+    """Train on the newest this-many rows of the snapshot (which itself keeps every row): recent
+    play, as AlphaZero's window. Connect4 5x4 with 4096 games a cycle (~48k rows, plain loop):
+    400k (~8 cycles) led 100k (~2 cycles) by about 0.003 optimal share from cycle 10 on and
+    reached 0.99 by cycle 34 (100k: 0.985); the engine's default run was measured with 100k."""
 
 
 class CheckConfig(Section):
