@@ -107,7 +107,7 @@ def test_inconsistent_steps_are_caught(text: str) -> None:
 
 def test_config_defaults_and_rejections() -> None:
     assert (CFG.seed_per_length, CFG.pool_size, CFG.eval_size, CFG.samples) == (30, 4000, 1000, 4)
-    assert (CFG.train.width, CFG.train.layers, CFG.train.steps, CFG.train.lr) == (128, 2, 600, 1e-3)
+    assert (CFG.train.width, CFG.train.layers, CFG.train.steps, CFG.train.lr) == (128, 2, 600, 2e-3)
     with pytest.raises(ValueError, match="only add is implemented"):
         Config.model_validate({"operations": ["add", "mul"]})
     with pytest.raises(ValueError, match="min_digits 3 > max_digits 2"):

@@ -15,8 +15,9 @@ class TrainConfig(Section):
     """Optimiser steps per training run (the model is retrained from scratch each cycle)."""
     batch_size: int = Field(64, ge=1)
     """Sequences per step, balanced across problem lengths."""
-    lr: float = Field(1e-3, gt=0)
-    """Peak AdamW learning rate."""
+    lr: float = Field(2e-3, gt=0)
+    """Peak AdamW learning rate. 2e-3 beat the prototype's 1e-3 in both modes (seed 0, 6
+    cycles: outcome only 0.863 vs 0.802, outcome + process 0.869 vs 0.862; benchmarks/)."""
     weight_decay: float = Field(0.1, ge=0)
     """AdamW weight decay of the weight matrices (not of biases and norms), as nanoGPT."""
     warmup: int = Field(30, ge=0)
