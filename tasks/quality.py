@@ -108,26 +108,27 @@ def _failure(spec: Expectation, result: Any, error: str | None, row: str) -> Bat
     return BatchFailure(spec.kind, spec.reason, columns, observed, detail)
 
 
-def _adjusted(spec: Expectation, row: str) -> dict[str, Any]:
-    """The spec's kwargs, corrected so the extra position column changes no table-level rule."""
+def _adjusted(spec: Expectation, hidden: list[str]) -> dict[str, Any]:
+    """The spec's kwargs, corrected so the columns the engine adds (the position column and its
+    own check columns) change no table-level rule."""
     kwargs = dict(spec.kwargs)
     if spec.kind in _WITH_ROW_IN_SET:
         key = _WITH_ROW_IN_SET[spec.kind]
-        kwargs[key] = [*kwargs[key], row]
+        kwargs[key] = [*kwargs[key], *hidden]
     for key in _COUNT_KWARGS.get(spec.kind, ()):
         if kwargs.get(key) is not None:
-            kwargs[key] += 1
+            kwargs[key] += len(hidden)
     return kwargs
 
 
-def _suite(specs: list[Expectation], row: str) -> Any:
+def _suite(specs: list[Expectation], hidden: list[str]) -> Any:
     import great_expectations as gx
 
     suite = gx.ExpectationSuite(name="flywheel")
     for index, spec in enumerate(specs):
         expectation_class = getattr(gx.expectations, spec.kind)
         meta = {"reason": spec.reason, "index": index}
-        suite.add_expectation(expectation_class(**_adjusted(spec, row), meta=meta))
+        suite.add_expectation(expectation_class(**_adjusted(spec, hidden), meta=meta))
     return suite
 
 
@@ -149,15 +150,19 @@ def _row_name(frame: pl.DataFrame) -> str:
     return row
 
 
-def run_suite(frame: pl.DataFrame, specs: list[Expectation]) -> QualityResult:
-    """Validate `frame` against `specs` with GX; every spec is judged, none short-circuits."""
+def run_suite(
+    frame: pl.DataFrame, specs: list[Expectation], engine_columns: tuple[str, ...] = ()
+) -> QualityResult:
+    """Validate `frame` against `specs` with GX; every spec is judged, none short-circuits.
+    `engine_columns` are columns the engine added to `frame`, invisible to table-level rules."""
     batch_definition = _batch_definition()
     row = _row_name(frame)
     pandas_frame = frame.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(row)).to_pandas()
     result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [row]}
     with contextlib.redirect_stdout(sys.stderr):
         batch = batch_definition.get_batch(batch_parameters={"dataframe": pandas_frame})
-        outcome = batch.validate(_suite(specs, row), result_format=result_format)
+        suite = _suite(specs, [row, *engine_columns])
+        outcome = batch.validate(suite, result_format=result_format)
     by_index = {r.expectation_config.meta["index"]: r for r in outcome.results}
     return _collect(specs, [by_index[i] for i in range(len(specs))], row)
 

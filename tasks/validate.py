@@ -75,12 +75,22 @@ def known_row_ids(trainset: Path) -> set[str]:
     return {i for shard in shards for i in pl.read_parquet(shard, columns=["row_id"])["row_id"]}
 
 
-def engine_rules(known_ids: set[str]) -> list[Expectation]:
+ROW_IS_NEW = "check_row_is_new"
+
+
+def engine_checks(batch: pl.DataFrame, known_ids: set[str]) -> pl.DataFrame:
+    """The engine's own derived column: is the row new (not already trained on)? A polars set
+    lookup: as a GX value set, 634k known ids took 98 s on a 47k-row connect4 batch."""
+    known = pl.Series(sorted(known_ids), dtype=pl.String()).implode()
+    return batch.with_columns((~pl.col("row_id").is_in(known)).alias(ROW_IS_NEW))
+
+
+def engine_rules() -> list[Expectation]:
     """Rules every domain gets: nothing already trained on may come back as new data."""
     return [
         Expectation(
-            "ExpectColumnValuesToNotBeInSet",
-            {"column": "row_id", "value_set": sorted(known_ids)},
+            "ExpectColumnValuesToBeInSet",
+            {"column": ROW_IS_NEW, "value_set": [True]},
             ALREADY_IN_TRAINSET,
         )
     ]
@@ -95,8 +105,9 @@ def validate_batch(
     cycle: str,
 ) -> Outcome:
     """Judge one candidate batch; pure apart from running GX, and deterministic."""
-    rules = [*domain.expectations(domain_cfg), *engine_rules(known_ids)]
-    quality = run_suite(domain.check_columns(candidates, domain_cfg), rules)
+    rules = [*domain.expectations(domain_cfg), *engine_rules()]
+    judged = engine_checks(domain.check_columns(candidates, domain_cfg), known_ids)
+    quality = run_suite(judged, rules, engine_columns=(ROW_IS_NEW,))
     rows = candidates.height
     filters = {r.reason for r in rules if r.filter} - {r.reason for r in rules if not r.filter}
     flagged = sum(bool(set(r) - filters) for r in quality.row_reasons.values())
