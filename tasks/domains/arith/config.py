@@ -42,8 +42,9 @@ class BiasConfig(Section):
     max_length_share: float = Field(0.9, gt=0, le=1)
     """Reject a batch when one length, other than the longest, holds more than this share of
     its accepted rows (see bias.py for the measured mix of healthy batches)."""
-    min_rows: int = Field(50, ge=0)
-    """Judge the mix only from this many accepted rows on (a handful proves nothing)."""
+    min_rows: int = Field(200, ge=0)
+    """Judge the mix only from this many accepted rows on (late batches of a few dozen rows
+    from the hard remainder are too lumpy to judge)."""
 
 
 class Config(Section):
