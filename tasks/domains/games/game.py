@@ -9,7 +9,7 @@ action is a column and the piece drops to the lowest empty cell; without it an a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -171,5 +171,6 @@ class Game:
 TICTACTOE = Game("tictactoe", rows=3, cols=3, connect=3, gravity=False)
 
 
+@cache  # one Game per board size, so its cached lines and symmetries are computed once
 def connect4(rows: int = 4, cols: int = 5) -> Game:
     return Game("connect4", rows=rows, cols=cols, connect=4, gravity=True)
