@@ -43,7 +43,7 @@ def timed(phase: str, clock: dict[str, float], work: Callable[..., T], *args: An
 
 
 def fit(trainset: pl.DataFrame, cfg: Any, seed: int) -> Any:
-    """Train from scratch like the engine's `tasks.train.fit` (1 thread, deterministic)."""
+    """Train from scratch like the engine's `tasks.steps.train.fit` (1 thread, deterministic)."""
     import lightning as L
     import torch
 

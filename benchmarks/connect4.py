@@ -81,9 +81,9 @@ def scored_cycles(run: dict[str, Any]) -> list[str]:
 def full_table_shares(workspace: Path, cycle_ids: list[str]) -> dict[str, float]:
     """These cycles' champions scored on the whole solved table (the eval set itself), each
     distinct model once."""
-    from tasks import models
-    from tasks.domains.games import scoring
-    from tasks.domains.games.game import connect4
+    from tasks.engine import models
+    from tasks.lib.games import scoring
+    from tasks.lib.games.game import connect4
 
     table = pl.read_parquet(workspace / "data" / "prepared" / "eval.parquet")
     scores: dict[str, float] = {}

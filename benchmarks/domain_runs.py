@@ -16,8 +16,8 @@ from typing import Any
 from benchmarks.common import rounded
 from benchmarks.flowrun import Scale, run_flow
 from benchmarks.tables import show
-from tasks import lineage, status
-from tasks.layout import Layout
+from tasks.engine import lineage, status
+from tasks.engine.layout import Layout
 
 STEPS = ("generate", "validate", "snapshot", "train", "evaluate", "promote")
 

@@ -35,16 +35,16 @@ def label_accuracy(frame: pl.DataFrame) -> float | None:
 
 def run_engine(workspace: Path) -> float:
     """prepare, bootstrap, then every cycle's six steps; returns the wall seconds."""
-    from tasks import config
-    from tasks.layout import CYCLE_STEPS
-    from tasks.steps import run_step
+    from tasks import steps
+    from tasks.engine import config
+    from tasks.engine.runner import run_step
 
     started = time.perf_counter()
     cfg = config.load(workspace / "params.yaml")
-    run_step(cfg, "prepare")
-    run_step(cfg, "bootstrap")
+    run_step(cfg, steps.PREPARE)
+    run_step(cfg, steps.BOOTSTRAP)
     for cycle in cfg.params.cycles:
-        for step in CYCLE_STEPS:
+        for step in steps.CYCLE:
             run_step(cfg, step, cycle)
     return time.perf_counter() - started
 
@@ -97,10 +97,11 @@ def cycle_record(workspace: Path, cycle: str) -> dict[str, Any]:
 
 def supervised_bound(workspace: Path) -> dict[str, Any]:
     """The same student trained on seed + the whole pool with TRUE labels (the ceiling)."""
-    from tasks import config, domains
+    from tasks import domains
     from tasks.domains.digits.data import PIXELS
-    from tasks.layout import Layout
-    from tasks.train import cycle_seed, fit
+    from tasks.engine import config
+    from tasks.engine.layout import Layout
+    from tasks.steps.train import cycle_seed, fit
 
     cfg = config.load(workspace / "params.yaml")
     layout = Layout(cfg.root)

@@ -27,8 +27,8 @@ import numpy as np
 import polars as pl
 import yaml
 
-from tasks.domains.games.config import GameConfig
-from tasks.domains.games.game import TICTACTOE, Game, connect4
+from tasks.lib.games.config import GameConfig
+from tasks.lib.games.game import TICTACTOE, Game, connect4
 
 REPO = Path(__file__).resolve().parents[1]
 GAMES = {"tictactoe": TICTACTOE, "connect4": connect4()}
@@ -50,7 +50,7 @@ def game_config(name: str, overrides: list[str]) -> GameConfig:
 
 
 def greedy_moves(network: Any, game: Game, table: pl.DataFrame) -> np.ndarray:
-    from tasks.domains.games import scoring
+    from tasks.lib.games import scoring
 
     return scoring.greedy_actions(network, game, table["key"].to_numpy())
 
@@ -75,10 +75,10 @@ def losses_vs_perfect(network: Any, game: Game, table: pl.DataFrame) -> int:
 
 
 def fit(network: Any, trainset: pl.DataFrame, game: Game, cfg: GameConfig, seed: int) -> dict:
-    """As tasks/train.py does it: Lightning, max_steps from the domain, deterministic."""
+    """As tasks/steps/train.py does it: Lightning, max_steps from the domain, deterministic."""
     import lightning as L
 
-    from tasks.domains.games import training
+    from tasks.lib.games import training
 
     L.seed_everything(seed, workers=True, verbose=False)
     trainer = L.Trainer(
@@ -99,7 +99,7 @@ def fit(network: Any, trainset: pl.DataFrame, game: Game, cfg: GameConfig, seed:
 
 
 class Gate:
-    """The engine's promotion rule (tasks/promote.py): the candidate must beat the champion's
+    """The engine's promotion rule (tasks/steps/promote.py): the candidate must beat the champion's
     metric, lose no phase by more than the bound and score >= 0.5 in the arena; a refused
     candidate's weights are dropped and the next cycle warm-starts from the champion again."""
 
@@ -108,9 +108,9 @@ class Gate:
         self.record = {"evaluated": True, "metric": metric, "slices": slices}
 
     def judge(self, network: Any, game: Game, cfg: GameConfig, share: float, slices: dict) -> dict:
-        from tasks.config import PromoteParams
-        from tasks.domains.games import scoring
-        from tasks.promote import decide
+        from tasks.engine.config import PromoteParams
+        from tasks.lib.games import scoring
+        from tasks.steps.promote import decide
 
         arena = scoring.arena(network, self.champion, game, cfg.evaluate)
         record = {"evaluated": True, "metric": share, "slices": slices}
@@ -125,7 +125,7 @@ class Gate:
 def score(network: Any, game: Game, scored: pl.DataFrame, table: pl.DataFrame) -> dict:
     """Greedy optimal-move share as the engine's evaluate computes it, and games against a
     perfect player (tic-tac-toe: also every line of a player that may pick any optimal move)."""
-    from tasks.domains.games import scoring
+    from tasks.lib.games import scoring
 
     share, phases = scoring.greedy_optimal_share(network, game, scored)
     report: dict[str, Any] = {"optimal_share": round(share, 4), "phases": phases}
@@ -139,9 +139,9 @@ def run(name: str, cfg: GameConfig, args: argparse.Namespace) -> None:
     import lightning  # noqa: F401  # its import sets its loggers to INFO: quieten them after
     import torch
 
-    from tasks.domains.games import selfplay, solver
-    from tasks.domains.games.domain import sample
-    from tasks.domains.games.network import build
+    from tasks.lib.games import selfplay, solver
+    from tasks.lib.games.domain import sample
+    from tasks.lib.games.network import build
 
     for logger in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(logger).setLevel(logging.ERROR)

@@ -22,9 +22,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `tests` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.tables import show
-from tasks.domains.games import scoring, solver
-from tasks.domains.games.config import EvaluateConfig, NetConfig
-from tasks.domains.games.game import TICTACTOE, Game, connect4
+from tasks.lib.games import scoring, solver
+from tasks.lib.games.config import EvaluateConfig, NetConfig
+from tasks.lib.games.game import TICTACTOE, Game, connect4
 
 GAMES = {"tictactoe": TICTACTOE, "connect4": connect4()}
 
@@ -58,7 +58,7 @@ def timed(call: Any) -> tuple[Any, float]:
 def scorer_times(game: Game) -> list[list[Any]]:
     import torch
 
-    from tasks.domains.games import network
+    from tasks.lib.games import network
 
     table = solver.solve(game)
     net = network.build(game, NetConfig())

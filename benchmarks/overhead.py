@@ -73,8 +73,8 @@ def cycle_split(
 
 def wrapper_probe(flow: FlowRun, cycle: str) -> dict[str, float]:
     """Time the stage wrapper's parts again on the finished workspace (estimate, per stage)."""
-    from tasks import config, dvcrepo, lineage
-    from tasks.layout import CYCLE_STEPS, Layout
+    from tasks.engine import config, dvcrepo, lineage
+    from tasks.engine.layout import CYCLE_STEPS, Layout
 
     params = flow.workspace / "params.yaml"
     totals = {

@@ -9,35 +9,56 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import config, dvcrepo, status
-from tasks.layout import CYCLE_STEPS, stage_name
-from tasks.steps import run_step
+from tasks import steps
+from tasks.engine import config, dvcrepo, status
+from tasks.engine.layout import stage_name
+from tasks.engine.runner import run_step
+from tasks.steps import Step
 
 
-@task(task_run_name="{stage}", cache_policy=NO_CACHE)
-def run_stage(params_path: str, stage: str) -> str:
-    """Run one DVC stage's step in-process and record it in dvc.lock, unless it is current."""
+def stage_task(step: Step) -> Task[..., str]:
+    """A Prefect task named after `step` that runs its DVC stage in-process and records it in
+    dvc.lock, unless DVC says the stage is current (then it only logs the skip)."""
+
+    def run_stage(params_path: str, cycle: str | None = None) -> str:
+        cfg = config.load(Path(params_path))
+        repo = dvcrepo.open_repo(cfg.root)
+        stage = stage_name(step.name, cycle)
+        if dvcrepo.is_current(repo, stage):
+            get_run_logger().info("%s: up to date, skipped", stage)
+            return "up to date"
+        result = run_step(cfg, step, cycle)
+        dvcrepo.commit(repo, stage)
+        get_run_logger().info("%s: %s %s", stage, result.verdict or "done", result.metrics)
+        return result.verdict or "done"
+
+    run_name = f"{step.name}@{{cycle}}" if step.per_cycle else step.name
+    return task(name=step.name, task_run_name=run_name, cache_policy=NO_CACHE)(run_stage)
+
+
+prepare = stage_task(steps.PREPARE)
+bootstrap = stage_task(steps.BOOTSTRAP)
+generate = stage_task(steps.GENERATE)
+validate = stage_task(steps.VALIDATE)
+snapshot = stage_task(steps.SNAPSHOT)
+train = stage_task(steps.TRAIN)
+evaluate = stage_task(steps.EVALUATE)
+promote = stage_task(steps.PROMOTE)
+
+
+@task(task_run_name="push@{cycle}", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def push(params_path: str, cycle: str) -> int:
+    """Send what the remote lacks of this cycle's outputs (retried: networks fail)."""
     cfg = config.load(Path(params_path))
-    repo = dvcrepo.open_repo(cfg.root)
-    step, _, cycle = stage.partition("@")
-    if dvcrepo.is_current(repo, stage):
-        get_run_logger().info("%s: up to date, skipped", stage)
-        return "up to date"
-    result = run_step(cfg, step, cycle or None)
-    dvcrepo.commit(repo, stage)
-    get_run_logger().info("%s: %s %s", stage, result.verdict or "done", result.metrics)
-    return result.verdict or "done"
-
-
-@task(task_run_name="push@{label}", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def push(params_path: str, stages: list[str], label: str) -> int:
-    """Send what the remote lacks of these stages' outputs (retried: networks fail)."""
-    cfg = config.load(Path(params_path))
+    if not cfg.params.remote.push:
+        return 0
+    done = [steps.PREPARE, steps.BOOTSTRAP] if cycle == "c0" else steps.CYCLE
+    stages = [stage_name(step.name, cycle) for step in done]
     sent = dvcrepo.push(dvcrepo.open_repo(cfg.root), stages)
-    get_run_logger().info("push@%s: %d files sent to %s", label, sent, cfg.params.remote.url)
+    get_run_logger().info("push@%s: %d files sent to %s", cycle, sent, cfg.params.remote.url)
     return sent
 
 
@@ -46,13 +67,15 @@ def flywheel(params_path: str = "params.yaml") -> list[dict[str, Any]]:
     """seed -> for each cycle: generate, validate, snapshot, train, evaluate, promote (+ push)."""
     cfg = config.load(Path(params_path))
     dvcrepo.configure_remote(dvcrepo.open_repo(cfg.root), cfg.params.remote)
-    for stage in ("prepare", "bootstrap"):
-        run_stage(params_path, stage)
-    if cfg.params.remote.push:
-        push(params_path, ["prepare", "bootstrap"], "c0")
+    prepare(params_path)
+    bootstrap(params_path)
+    push(params_path, "c0")
     for cycle in cfg.params.cycles:
-        for step in CYCLE_STEPS:
-            run_stage(params_path, stage_name(step, cycle))
-        if cfg.params.remote.push:
-            push(params_path, [stage_name(step, cycle) for step in CYCLE_STEPS], cycle)
+        generate(params_path, cycle)
+        validate(params_path, cycle)
+        snapshot(params_path, cycle)
+        train(params_path, cycle)
+        evaluate(params_path, cycle)
+        promote(params_path, cycle)
+        push(params_path, cycle)
     return status.cycles(cfg.root, Path(params_path))

@@ -30,7 +30,7 @@ for key, value in {
 
 def make_workspace(dest: Path, cycles: int = 2, overrides: list[str] | None = None) -> Path:
     """A fresh repo like a user's clone: dvc.yaml, params.yaml, the step code, git and DVC."""
-    from tasks.config import update_params_file
+    from tasks.engine.config import update_params_file
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):

@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 
 from tasks import domains
-from tasks.config import ValidateParams, parse
 from tasks.domains.arith import DOMAIN, bias, data, grammar
 from tasks.domains.arith.config import Config
 from tasks.domains.protocol import Prepared
-from tasks.validate import BATCH_REJECTED, validate_batch
+from tasks.engine.config import ValidateParams, parse
+from tasks.steps.validate import BATCH_REJECTED, validate_batch
 
 CFG = Config()
 
@@ -285,7 +285,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import lightning as L
     import torch
 
-    from tasks import models
+    from tasks.engine import models
 
     torch.set_num_threads(1)
     prepared = DOMAIN.prepare(TINY, seed=0)

@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from tasks import lineage
-from tasks.cli import app
-from tasks.files import read_json
-from tasks.layout import Layout
-from tasks.snapshot import read_trainset
+from tasks.cli.app import app
+from tasks.engine import lineage
+from tasks.engine.files import read_json
+from tasks.engine.layout import Layout
+from tasks.steps.snapshot import read_trainset
 from tests.conftest import dvc, make_workspace, run_flow
 
 TINY_ARITH = [

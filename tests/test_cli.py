@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 from typer.testing import CliRunner
 
-from tasks.cli import app
-from tasks.layout import Layout
+from tasks.cli.app import app
+from tasks.engine.layout import Layout
 from tests.conftest import REPO
 
 runner = CliRunner()
@@ -19,7 +19,7 @@ runner = CliRunner()
 
 def test_status_json_reads_records_without_importing_ml_libraries(finished_run: Path) -> None:
     probe = (
-        "import json, sys; from typer.testing import CliRunner; from tasks.cli import app; "
+        "import json, sys; from typer.testing import CliRunner; from tasks.cli.app import app; "
         f"p = '{finished_run}/params.yaml'; "
         "r = CliRunner().invoke(app, ['status', '--json', '--params', p]); "
         "heavy = [m for m in ('torch', 'lightning', 'great_expectations', 'prefect', 'polars', "
@@ -99,14 +99,15 @@ def test_run_rejects_bad_params_before_any_work(tmp_path: Path) -> None:
 
 
 def test_a_failing_step_names_its_stage_and_publishes_nothing(tmp_path: Path) -> None:
-    from tasks import config
-    from tasks.steps import run_step
+    from tasks import steps
+    from tasks.engine import config
+    from tasks.engine.runner import run_step
     from tests.conftest import make_workspace
 
     root = make_workspace(tmp_path / "repo", cycles=1)
     cfg = config.load(root / "params.yaml")
-    run_step(cfg, "prepare")
-    run_step(cfg, "bootstrap")
+    run_step(cfg, steps.PREPARE)
+    run_step(cfg, steps.BOOTSTRAP)
     layout = Layout(root)
     layout.pool.write_bytes(b"corrupted in transit")
     result = runner.invoke(

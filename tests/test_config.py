@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import config
+from tasks.engine import config
 from tests.conftest import REPO
 
 

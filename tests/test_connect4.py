@@ -9,11 +9,12 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from tasks import config, lineage
-from tasks.cli import app
-from tasks.files import read_json
-from tasks.layout import CYCLE_STEPS, Layout
-from tasks.steps import run_step
+from tasks import steps
+from tasks.cli.app import app
+from tasks.engine import config, lineage
+from tasks.engine.files import read_json
+from tasks.engine.layout import CYCLE_STEPS, Layout
+from tasks.engine.runner import run_step
 from tests.conftest import make_workspace
 
 SMALL = [
@@ -33,9 +34,9 @@ SMALL = [
 def connect4_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workspace = make_workspace(tmp_path_factory.mktemp("c4") / "repo", 1, SMALL)
     cfg = config.load(workspace / "params.yaml")
-    run_step(cfg, "prepare")
-    run_step(cfg, "bootstrap")
-    for step in CYCLE_STEPS:
+    run_step(cfg, steps.PREPARE)
+    run_step(cfg, steps.BOOTSTRAP)
+    for step in steps.CYCLE:
         run_step(cfg, step, "c1")
     return workspace
 

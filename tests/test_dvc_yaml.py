@@ -1,4 +1,4 @@
-"""Paths are declared once: every dvc.yaml stage reads and writes what tasks/layout.py says."""
+"""Paths are declared once: each dvc.yaml stage reads and writes what engine/layout.py says."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dvc.repo import Repo
 
-from tasks.layout import CYCLE_STEPS, Layout
+from tasks.engine.layout import CYCLE_STEPS, Layout
 from tests.conftest import make_workspace
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks import lineage, status
-from tasks.config import update_params_file
-from tasks.files import file_md5, read_json
-from tasks.layout import Layout
-from tasks.snapshot import read_trainset
+from tasks.engine import lineage, status
+from tasks.engine.config import update_params_file
+from tasks.engine.files import file_md5, read_json
+from tasks.engine.layout import Layout
+from tasks.steps.snapshot import read_trainset
 from tests.conftest import BIN, dvc, make_workspace, run_flow
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from tasks import lineage
-from tasks.files import file_md5
-from tasks.layout import CYCLE_STEPS, Layout
-from tasks.snapshot import read_trainset
-from tasks.status import FIELDS, cycles
+from tasks.engine import lineage
+from tasks.engine.files import file_md5
+from tasks.engine.layout import CYCLE_STEPS, Layout
+from tasks.engine.status import FIELDS, cycles
+from tasks.steps.snapshot import read_trainset
 from tests.conftest import dvc
 
 

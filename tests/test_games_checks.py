@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tasks.domains.games import checks, expectations
-from tasks.domains.games.config import CheckConfig
-from tasks.domains.games.game import TICTACTOE, Game, connect4
-from tasks.domains.games.schema import schema
-from tasks.quality import QualityResult, run_suite
+from tasks.engine.quality import QualityResult, run_suite
+from tasks.lib.games import checks, expectations
+from tasks.lib.games.config import CheckConfig
+from tasks.lib.games.game import TICTACTOE, Game, connect4
+from tasks.lib.games.schema import schema
 
 C4 = connect4()
 GAMES = [TICTACTOE, C4]

@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 import torch
 
-from tasks.domains.games import mcts, selfplay, training
-from tasks.domains.games.config import NetConfig, SelfPlayConfig, TrainConfig
-from tasks.domains.games.game import TICTACTOE, Game, Position, connect4
-from tasks.domains.games.network import build, evaluator
-from tasks.domains.games.schema import schema
+from tasks.lib.games import mcts, selfplay, training
+from tasks.lib.games.config import NetConfig, SelfPlayConfig, TrainConfig
+from tasks.lib.games.game import TICTACTOE, Game, Position, connect4
+from tasks.lib.games.network import build, evaluator
+from tasks.lib.games.schema import schema
 
 GAMES = [TICTACTOE, connect4()]
 SMALL = SelfPlayConfig(games=12, simulations=12, random_plies=(0, 4), temperature_plies=2)
@@ -134,7 +134,7 @@ def test_search_finds_wins_and_blocks_with_a_blind_net(game: Game, board: str, m
 
 def test_search_with_exact_values_prefers_optimal_moves() -> None:
     """Every reachable tic-tac-toe position at once (one batch), valued by the solver."""
-    from tasks.domains.games import solver
+    from tasks.lib.games import solver
 
     table = solver.solve(TICTACTOE)
     value = dict(zip(table["key"].to_list(), table["value"].to_list(), strict=True))

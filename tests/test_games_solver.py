@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from tasks.domains.games import scoring, solver
-from tasks.domains.games.config import EvaluateConfig
-from tasks.domains.games.game import TICTACTOE, Game, Position, connect4
+from tasks.lib.games import scoring, solver
+from tasks.lib.games.config import EvaluateConfig
+from tasks.lib.games.game import TICTACTOE, Game, Position, connect4
 
 C4 = connect4()
 

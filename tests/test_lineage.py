@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks import lineage
+from tasks.engine import lineage
 
 
 def record(stage: str, out: str) -> dict:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.config import PromoteParams
-from tasks.promote import decide
+from tasks.engine.config import PromoteParams
+from tasks.steps.promote import decide
 
 RULES = PromoteParams(min_gain=0.0, max_slice_drop=0.05)
 

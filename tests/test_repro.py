@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks import lineage
-from tasks.files import content_hash
-from tasks.layout import CYCLE_STEPS, Layout
-from tasks.status import cycles
+from tasks.engine import lineage
+from tasks.engine.files import content_hash
+from tasks.engine.layout import CYCLE_STEPS, Layout
+from tasks.engine.status import cycles
 from tests.conftest import dvc, make_workspace
 
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks import lineage
-from tasks.config import update_params_file
-from tasks.layout import CYCLE_STEPS, Layout, stage_name
+from tasks.engine import lineage
+from tasks.engine.config import update_params_file
+from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
 from tests.conftest import dvc, make_workspace, run_flow
 
 PREFIX = "flywheel"

@@ -8,11 +8,11 @@ import polars as pl
 import pytest
 
 from tasks import domains
-from tasks.config import Config, ValidateParams, cycles_map, parse
 from tasks.domains.digits import data
 from tasks.domains.protocol import Prepared
-from tasks.layout import Layout
-from tasks.validate import (
+from tasks.engine.config import Config, ValidateParams, cycles_map, parse
+from tasks.engine.layout import Layout
+from tasks.steps.validate import (
     BATCH_REJECTED,
     Outcome,
     UnusableInput,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +32,12 @@ PROVENANCE: dict[str, pl.DataType] = {
     "method": pl.String(),  # how it was produced: seed, balanced, threshold, ...
     "confidence": pl.Float64(),
 }
+
+
+class Section(BaseModel):
+    """Base of every params section, the engine's and each domain's: frozen, no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)

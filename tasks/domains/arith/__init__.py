@@ -39,7 +39,7 @@ class Arith:
         return None  # early cycles solve mostly short problems: judged in bias_checks instead
 
     def build_network(self, cfg: Config) -> Any:
-        from tasks.domains.arith.solver import build
+        from tasks.domains.arith.decoding import build
 
         return build(cfg)
 
@@ -79,7 +79,7 @@ class Arith:
         raise NotImplementedError("arith has no arena: plays_arena is False")
 
     def predict(self, network: Any, request: dict[str, Any], cfg: Config) -> dict[str, Any]:
-        from tasks.domains.arith.solver import complete
+        from tasks.domains.arith.decoding import complete
 
         problem = request.get("problem") if isinstance(request, dict) else None
         if problem is None:

@@ -9,7 +9,7 @@ import torch
 
 from tasks.domains.arith import checks, data
 from tasks.domains.arith.config import Config
-from tasks.domains.arith.solver import complete
+from tasks.domains.arith.decoding import complete
 from tasks.domains.protocol import Evaluation
 
 

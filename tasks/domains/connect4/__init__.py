@@ -2,8 +2,8 @@
 every reachable position."""
 
 from tasks.domains.connect4.config import Config
-from tasks.domains.games.domain import GameDomain
-from tasks.domains.games.game import Game, connect4
+from tasks.lib.games.domain import GameDomain
+from tasks.lib.games.game import Game, connect4
 
 
 def _game(cfg: Config) -> Game:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from tasks.domains.games.config import GameConfig
+from tasks.lib.games.config import GameConfig
 
 MAX_CELLS = 20
 """The exact solver enumerates every position: 5x4 (about 3.1 million) is the largest here."""

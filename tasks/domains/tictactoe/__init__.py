@@ -1,7 +1,7 @@
 """`tictactoe`: self-play from zero human data, scored against perfect play on all 4,520
 non-terminal positions."""
 
-from tasks.domains.games.domain import GameDomain
-from tasks.domains.games.game import TICTACTOE
+from tasks.lib.games.domain import GameDomain
+from tasks.lib.games.game import TICTACTOE
 
 DOMAIN = GameDomain("tictactoe", lambda cfg: TICTACTOE)

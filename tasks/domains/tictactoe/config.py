@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.domains.games.config import GameConfig, SelfPlayConfig
+from tasks.lib.games.config import GameConfig, SelfPlayConfig
 
 
 class Config(GameConfig):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from tasks.domains.games.game import Game
+from tasks.lib.games.game import Game
 
 ILLEGAL = np.int8(-128)
 """Action value of an illegal action in the arrays (a null in the eval table)."""

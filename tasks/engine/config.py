@@ -14,21 +14,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from tasks import domains
+from tasks.domains.protocol import Section
 
 PARAMS_FILE = "params.yaml"
 
 
 class ConfigError(ValueError):
     """params are malformed; the message names the file and the key."""
-
-
-class Section(BaseModel):
-    """Base of every params section: frozen, no unknown keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DomainChoice(Section):
@@ -224,7 +219,7 @@ def update_params_file(path: Path, overrides: list[str], cycles: int | None) -> 
     plain = yaml.safe_load(_dump(rt, doc))
     parse(plain, path.resolve().parent, source=str(path))
     if changes:
-        from tasks.files import atomic_path
+        from tasks.engine.files import atomic_path
 
         with atomic_path(path) as tmp:
             tmp.write_text(_dump(rt, doc))

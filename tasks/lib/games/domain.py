@@ -7,10 +7,10 @@ from typing import Any
 
 import polars as pl
 
-from tasks.domains.games import checks, expectations, schema
-from tasks.domains.games.config import GameConfig
-from tasks.domains.games.game import Game
 from tasks.domains.protocol import Check, Evaluation, Expectation, Prepared
+from tasks.lib.games import checks, expectations, schema
+from tasks.lib.games.config import GameConfig
+from tasks.lib.games.game import Game
 
 
 def sample(table: pl.DataFrame, size: int | None) -> pl.DataFrame:
@@ -39,7 +39,7 @@ class GameDomain:
     def prepare(self, cfg: GameConfig, seed: int) -> Prepared:
         """No human data: empty seed and pool. The eval set is every reachable non-terminal
         position with its exact value, solved once here and then frozen by DVC."""
-        from tasks.domains.games import solver
+        from tasks.lib.games import solver
 
         empty = pl.DataFrame(schema=schema.schema())
         return Prepared(seed=empty, eval=solver.solve(self.game_of(cfg)), pool=empty)
@@ -57,7 +57,7 @@ class GameDomain:
         return None  # the phase mix follows game length; bias_checks judge self-play batches
 
     def build_network(self, cfg: GameConfig) -> Any:
-        from tasks.domains.games import network
+        from tasks.lib.games import network
 
         return network.build(self.game_of(cfg), cfg.net)
 
@@ -71,27 +71,27 @@ class GameDomain:
         cfg: GameConfig,
         seed: int,
     ) -> pl.DataFrame:
-        from tasks.domains.games import selfplay
+        from tasks.lib.games import selfplay
 
         return selfplay.play(network, self.game_of(cfg), cfg.selfplay, cycle, generator, seed)
 
     def training_module(self, network: Any, cfg: GameConfig) -> Any:
-        from tasks.domains.games import training
+        from tasks.lib.games import training
 
         return training.PolicyValueModule(network, cfg.train)
 
     def train_loader(self, trainset: pl.DataFrame, cfg: GameConfig, seed: int) -> Any:
-        from tasks.domains.games import training
+        from tasks.lib.games import training
 
         return training.loader(trainset, self.game_of(cfg), cfg.train, seed)
 
     def max_steps(self, trainset: pl.DataFrame, cfg: GameConfig) -> int:
-        from tasks.domains.games import training
+        from tasks.lib.games import training
 
         return training.steps(trainset, cfg.train)
 
     def evaluate(self, network: Any, eval_set: pl.DataFrame, cfg: GameConfig) -> Evaluation:
-        from tasks.domains.games import scoring
+        from tasks.lib.games import scoring
 
         game = self.game_of(cfg)
         scored = sample(eval_set, cfg.evaluate.positions)
@@ -101,12 +101,12 @@ class GameDomain:
         return Evaluation(metric=overall, slices=phases, details=details)
 
     def arena(self, candidate: Any, champion: Any, cfg: GameConfig) -> dict[str, Any]:
-        from tasks.domains.games import scoring
+        from tasks.lib.games import scoring
 
         return scoring.arena(candidate, champion, self.game_of(cfg), cfg.evaluate)
 
     def predict(self, network: Any, request: dict[str, Any], cfg: GameConfig) -> dict[str, Any]:
-        from tasks.domains.games import scoring
+        from tasks.lib.games import scoring
 
         game = self.game_of(cfg)
         board = request.get("board") if isinstance(request, dict) else None

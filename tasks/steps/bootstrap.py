@@ -5,10 +5,10 @@ The same step code as every later cycle, so M0 is judged exactly like its succes
 
 from __future__ import annotations
 
-from tasks import evaluate, promote, snapshot, train
-from tasks.config import Config
-from tasks.layout import Layout
-from tasks.steps import StepResult
+from tasks.engine.config import Config
+from tasks.engine.layout import Layout
+from tasks.engine.records import StepResult
+from tasks.steps import evaluate, promote, snapshot, train
 
 CYCLE = "c0"
 

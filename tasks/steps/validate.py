@@ -19,12 +19,12 @@ from typing import Any
 
 import polars as pl
 
-from tasks.config import Config, ValidateParams
 from tasks.domains.protocol import Domain, Expectation
-from tasks.files import atomic_path, write_json
-from tasks.layout import Layout
-from tasks.quality import QualityResult, run_suite
-from tasks.steps import StepResult
+from tasks.engine.config import Config, ValidateParams
+from tasks.engine.files import atomic_path, write_json
+from tasks.engine.layout import Layout
+from tasks.engine.quality import QualityResult, run_suite
+from tasks.engine.records import StepResult
 
 ALREADY_IN_TRAINSET = "already_in_trainset"
 BATCH_REJECTED = "batch_rejected"
@@ -250,9 +250,11 @@ def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
         frame.write_parquet(tmp)
 
 
-def run(cfg: Config, cycle: str) -> StepResult:
+def run(cfg: Config, cycle: str | None) -> StepResult:
     """Validate `cycle`'s candidates against the previous training set and publish the outcome."""
     from tasks import domains
+
+    assert cycle is not None
 
     layout = Layout(cfg.root)
     domain = domains.load(cfg.domain_name)

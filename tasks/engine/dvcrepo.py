@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.config import RemoteParams
+from tasks.engine.config import RemoteParams
 
 if TYPE_CHECKING:
     from dvc.repo import Repo

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks.domains.games.config import NetConfig
-from tasks.domains.games.game import Game
+from tasks.lib.games.config import NetConfig
+from tasks.lib.games.game import Game
 
 Evaluator = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """(planes (N, 2, cells) float32, legal (N, n_actions) bool) -> (priors (N, n_actions) summing

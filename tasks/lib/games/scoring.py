@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from tasks.domains.games import solver
-from tasks.domains.games.config import EvaluateConfig
-from tasks.domains.games.game import Game, Position
+from tasks.lib.games import solver
+from tasks.lib.games.config import EvaluateConfig
+from tasks.lib.games.game import Game, Position
 
 if TYPE_CHECKING:
     import torch

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-from tasks.domains.games.config import TrainConfig
-from tasks.domains.games.game import Game
+from tasks.lib.games.config import TrainConfig
+from tasks.lib.games.game import Game
 
 
 def steps(trainset: pl.DataFrame, cfg: TrainConfig) -> int:

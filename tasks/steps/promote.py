@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks import domains
-from tasks.config import Config, PromoteParams
-from tasks.files import atomic_path, read_json, write_json
-from tasks.layout import MODEL_FILE, Layout
-from tasks.steps import StepResult
+from tasks.engine.config import Config, PromoteParams
+from tasks.engine.files import atomic_path, read_json, write_json
+from tasks.engine.layout import MODEL_FILE, Layout
+from tasks.engine.records import StepResult
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def head_to_head(cfg: Config, layout: Layout, cycle: str) -> dict[str, Any] | No
     domain = domains.load(cfg.domain_name)
     if not domain.plays_arena:
         return None
-    from tasks import models  # torch: only for domains that play
+    from tasks.engine import models  # torch: only for domains that play
 
     candidate, _, _ = models.load(layout.candidate(cycle) / MODEL_FILE)
     champion, _, _ = models.load(layout.champion(cfg.prev_of(cycle)) / MODEL_FILE)

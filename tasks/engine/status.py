@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tasks.layout import MODEL_FILE, Layout
+from tasks.engine.layout import MODEL_FILE, Layout
 
 FIELDS = (
     "cycle",

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import TextIO
 
-from tasks import domains, models
+from tasks import domains
+from tasks.engine import models
 
 
 def stream(model_path: Path, lines: TextIO, out: TextIO) -> int:

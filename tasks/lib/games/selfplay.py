@@ -15,11 +15,11 @@ import numpy as np
 import polars as pl
 from torch import nn
 
-from tasks.domains.games.config import SelfPlayConfig
-from tasks.domains.games.game import Game, Position
-from tasks.domains.games.mcts import search
-from tasks.domains.games.network import Evaluator, evaluator
-from tasks.domains.games.schema import schema
+from tasks.lib.games.config import SelfPlayConfig
+from tasks.lib.games.game import Game, Position
+from tasks.lib.games.mcts import search
+from tasks.lib.games.network import Evaluator, evaluator
+from tasks.lib.games.schema import schema
 
 
 @dataclass

@@ -1,21 +1,26 @@
 """Model files: the network's weights plus the domain config that builds it.
 
-Loaded with `weights_only=True` (invariant 8): a model file can never execute code.
+Loaded with `weights_only=True` (invariant 8): a model file can never execute code. torch is
+imported inside the functions, so the step table stays cheap to import (`flywheel step validate`
+never loads it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tasks import domains
-from tasks.files import atomic_path, file_md5
+from tasks.engine.files import atomic_path, file_md5
+
+if TYPE_CHECKING:
+    import torch
 
 
 def save(network: torch.nn.Module, path: Path, domain: str, domain_cfg: Any, cycle: str) -> str:
     """Write the model file atomically; return its id, `<cycle>:<md5 prefix>`."""
+    import torch
+
     payload = {
         "domain": domain,
         "cycle": cycle,
@@ -33,6 +38,8 @@ def model_id(path: Path, cycle: str) -> str:
 
 def load(path: Path) -> tuple[torch.nn.Module, str, Any]:
     """(network in eval mode, domain name, domain config) from a model file."""
+    import torch
+
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
     try:

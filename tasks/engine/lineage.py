@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tasks.files import canonical_hash, content_hash, file_md5
+from tasks.engine.files import canonical_hash, content_hash, file_md5
 
 GENESIS = "0" * 64
 _PACKAGES = (Path(__file__).parent, Path(__file__).parent.parent / "flows")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 
-from tasks import domains, models
-from tasks.config import Config
-from tasks.files import atomic_path, read_json
-from tasks.layout import MODEL_FILE, Layout
-from tasks.snapshot import read_trainset
-from tasks.steps import StepResult
-from tasks.train import cycle_seed
+from tasks import domains
+from tasks.engine import models
+from tasks.engine.config import Config
+from tasks.engine.files import atomic_path, read_json
+from tasks.engine.layout import MODEL_FILE, Layout
+from tasks.engine.records import StepResult
+from tasks.steps.snapshot import read_trainset
+from tasks.steps.train import cycle_seed
 
 
 def run(cfg: Config, cycle: str | None) -> StepResult:

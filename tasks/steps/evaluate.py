@@ -8,11 +8,12 @@ from typing import Any
 
 import polars as pl
 
-from tasks import domains, models
-from tasks.config import Config
-from tasks.files import read_json, write_json
-from tasks.layout import MODEL_FILE, Layout
-from tasks.steps import StepResult
+from tasks import domains
+from tasks.engine import models
+from tasks.engine.config import Config
+from tasks.engine.files import read_json, write_json
+from tasks.engine.layout import MODEL_FILE, Layout
+from tasks.engine.records import StepResult
 
 
 def evaluate_model(model_dir: Path, eval_path: Path) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.domains.games.game import Game
-from tasks.domains.games.network import Evaluator
+from tasks.lib.games.game import Game
+from tasks.lib.games.network import Evaluator
 
 ONE = np.int64(1)
 

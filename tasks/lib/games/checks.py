@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from tasks.domains.games import solver
-from tasks.domains.games.config import CheckConfig
-from tasks.domains.games.game import Game, Position
 from tasks.domains.protocol import Check
+from tasks.lib.games import solver
+from tasks.lib.games.config import CheckConfig
+from tasks.lib.games.game import Game, Position
 
 COLUMNS: dict[str, pl.DataType] = {
     "check_board_legal": pl.Boolean(),

@@ -12,10 +12,10 @@ from typing import Any
 
 import polars as pl
 
-from tasks.config import Config
-from tasks.files import atomic_path, dir_md5, file_md5, read_json, write_json
-from tasks.layout import Layout
-from tasks.steps import StepResult
+from tasks.engine.config import Config
+from tasks.engine.files import atomic_path, dir_md5, file_md5, read_json, write_json
+from tasks.engine.layout import Layout
+from tasks.engine.records import StepResult
 
 
 def build(trainset: Path, shards: dict[str, Path]) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tasks import domains
-from tasks.config import Config
-from tasks.files import atomic_path
-from tasks.layout import Layout
-from tasks.steps import StepResult
+from tasks.engine.config import Config
+from tasks.engine.files import atomic_path
+from tasks.engine.layout import Layout
+from tasks.engine.records import StepResult
 
 
 def run(cfg: Config, cycle: str | None = None) -> StepResult:

@@ -26,7 +26,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _config(params: Path) -> Any:
-    from tasks import config
+    from tasks.engine import config
 
     try:
         return config.load(params)
@@ -53,7 +53,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the flywheel as a Prefect flow (ephemeral API unless PREFECT_API_URL is set)."""
-    from tasks import config
+    from tasks.engine import config
 
     if not params.is_file():
         raise fail(f"{params}: params file not found")
@@ -68,9 +68,9 @@ def run(
         raise fail(f"{cfg.root}: not a DVC repository (run `git init && dvc init` there)")
     _prefect_defaults()
     from flows.flywheel import flywheel
-    from tasks.dvcrepo import RemoteError
-    from tasks.steps import StepFailed
-    from tasks.table import render
+    from tasks.cli.table import render
+    from tasks.engine.dvcrepo import RemoteError
+    from tasks.engine.runner import StepFailed
 
     try:
         rows = flywheel(params_path=str(params.resolve()))
@@ -87,7 +87,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON record per cycle")] = False,
 ) -> None:
     """What each cycle did (reads the published records; imports no ML library)."""
-    from tasks import status as cycle_status
+    from tasks.engine import status as cycle_status
 
     if not params.is_file():
         raise fail(f"{params}: params file not found")
@@ -95,7 +95,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from tasks.table import render
+    from tasks.cli.table import render
 
     render(rows)
 
@@ -108,8 +108,8 @@ def validate(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Validate a batch: exit 0 accepted, 1 rejected, 2 unusable input."""
-    from tasks import config
-    from tasks.files import write_json
+    from tasks.engine import config
+    from tasks.engine.files import write_json
 
     raw: dict[str, Any] = {}
     if params.is_file():
@@ -126,7 +126,7 @@ def validate(
         raise fail(str(error)) from None
     _prefect_defaults()
     from tasks import domains
-    from tasks import validate as validation
+    from tasks.steps import validate as validation
 
     chosen = domains.load(domain)
     try:
@@ -153,7 +153,7 @@ def predict(
     model: Annotated[Path, typer.Option(help="model file, e.g. cycles/c6/champion/model.pt")],
 ) -> None:
     """JSON lines in on stdin, one prediction per line out, in order; exit 1 if any failed."""
-    from tasks import predict as predictor
+    from tasks.cli import predict as predictor
 
     try:
         failed = predictor.stream(model, sys.stdin, sys.stdout)
@@ -176,10 +176,11 @@ def step(
     """Run one step (what each dvc.yaml stage calls)."""
     cfg = _config(params)
     _prefect_defaults()
-    from tasks.steps import StepFailed, run_step
+    from tasks import steps
+    from tasks.engine.runner import StepFailed, run_step
 
     try:
-        result = run_step(cfg, name, cycle)
+        result = run_step(cfg, steps.by_name(name), cycle)
     except StepFailed as error:
         raise fail(str(error), 1) from None
     except ValueError as error:

@@ -8,12 +8,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tasks import domains, models
-from tasks.config import Config
-from tasks.files import atomic_path, read_json, write_json
-from tasks.layout import MODEL_FILE, Layout
-from tasks.snapshot import read_trainset
-from tasks.steps import StepResult
+from tasks import domains
+from tasks.engine import models
+from tasks.engine.config import Config
+from tasks.engine.files import atomic_path, read_json, write_json
+from tasks.engine.layout import MODEL_FILE, Layout
+from tasks.engine.records import StepResult
+from tasks.steps.snapshot import read_trainset
 
 
 def cycle_seed(cfg: Config, cycle: str) -> int:

@@ -7,10 +7,10 @@ asserted true; GX skips its nulls, which checks.py leaves where a question does 
 
 from __future__ import annotations
 
-from tasks.domains.games import checks
-from tasks.domains.games.game import Game
-from tasks.domains.games.schema import schema
 from tasks.domains.protocol import Expectation
+from tasks.lib.games import checks
+from tasks.lib.games.game import Game
+from tasks.lib.games.schema import schema
 
 SUITE_VERSION = "games-quality-1"
 

@@ -1,0 +1,1 @@
+"""The engine's plumbing: config, paths, the step runner, files, lineage, DVC, model files."""
