@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -44,25 +43,18 @@ def timed(phase: str, clock: dict[str, float], work: Callable[..., T], *args: An
 
 def fit(trainset: pl.DataFrame, cfg: Any, seed: int) -> Any:
     """Train from scratch like the engine's `tasks.steps.train.fit` (1 thread, deterministic)."""
-    import lightning as L
-    import torch
-
     from tasks.domains.arith import DOMAIN
+    from tasks.engine import training
+    from tasks.engine.config import TrainerParams
 
-    torch.set_num_threads(1)
-    L.seed_everything(seed, workers=True, verbose=False)
+    training.prepare(TrainerParams(), seed)
     network = DOMAIN.build_network(cfg)
-    trainer = L.Trainer(
-        max_steps=DOMAIN.max_steps(trainset, cfg),
-        max_epochs=-1,
-        accelerator="cpu",
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    training.fit(
+        DOMAIN.training_module(network, cfg),
+        DOMAIN.train_loader(trainset, cfg, seed),
+        DOMAIN.max_steps(trainset, cfg),
+        TrainerParams(),
     )
-    trainer.fit(DOMAIN.training_module(network, cfg), DOMAIN.train_loader(trainset, cfg, seed))
     return network
 
 
@@ -211,8 +203,6 @@ def main() -> None:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     cfg = Config.model_validate(raw)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     records = run(cfg, args.cycles, args.seed)
     mode = "outcome only" if args.outcome_only else "outcome + process"

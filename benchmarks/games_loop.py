@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import logging
 import time
 import warnings
 from pathlib import Path
@@ -75,27 +74,21 @@ def losses_vs_perfect(network: Any, game: Game, table: pl.DataFrame) -> int:
 
 
 def fit(network: Any, trainset: pl.DataFrame, game: Game, cfg: GameConfig, seed: int) -> dict:
-    """As tasks/steps/train.py does it: Lightning, max_steps from the domain, deterministic."""
-    import lightning as L
-
+    """As tasks/steps/train.py does it, through the engine's one fit; warm: `network` keeps
+    its weights from the cycle before."""
+    from tasks.engine import training as engine
+    from tasks.engine.config import TrainerParams
     from tasks.lib.games import training
 
-    L.seed_everything(seed, workers=True, verbose=False)
-    trainer = L.Trainer(
-        max_steps=training.steps(trainset, cfg.train),
-        max_epochs=-1,
-        accelerator="cpu",
-        devices=1,
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    engine.prepare(TrainerParams(), seed)
+    result = engine.fit(
+        training.PolicyValueModule(network, cfg.train),
+        training.loader(trainset, game, cfg.train, seed),
+        training.steps(trainset, cfg.train),
+        TrainerParams(),
     )
-    module = training.PolicyValueModule(network, cfg.train)
-    trainer.fit(module, training.loader(trainset, game, cfg.train, seed))
-    metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
-    return {"steps": trainer.global_step, **metrics}
+    loss = None if result.final_loss is None else round(result.final_loss, 4)
+    return {"steps": result.steps, "final_loss": loss}
 
 
 class Gate:
@@ -136,18 +129,14 @@ def score(network: Any, game: Game, scored: pl.DataFrame, table: pl.DataFrame) -
 
 
 def run(name: str, cfg: GameConfig, args: argparse.Namespace) -> None:
-    import lightning  # noqa: F401  # its import sets its loggers to INFO: quieten them after
-    import torch
-
+    from tasks.engine import training as engine
+    from tasks.engine.config import TrainerParams
     from tasks.lib.games import selfplay, solver
     from tasks.lib.games.domain import sample
     from tasks.lib.games.network import build
 
-    for logger in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(logger).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
+    engine.prepare(TrainerParams(), args.seed)  # the network below is drawn from args.seed
     game = GAMES[name]
     table = solver.solve(game)
     # The engine's evaluate step scores the same fixed sample (evaluate.positions) every cycle.

@@ -14,7 +14,7 @@ from tasks import domains
 from tasks.domains.arith import DOMAIN, bias, data, grammar
 from tasks.domains.arith.config import Config
 from tasks.domains.protocol import Prepared
-from tasks.engine.config import ValidateParams, parse
+from tasks.engine.config import TrainerParams, ValidateParams, parse
 from tasks.steps.validate import BATCH_REJECTED, validate_batch
 
 CFG = Config()
@@ -282,27 +282,19 @@ TINY = Config.model_validate(
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Train on the true worked solutions of the seed and pool problems, like the engine."""
-    import lightning as L
-    import torch
+    from tasks.engine import models, training
 
-    from tasks.engine import models
-
-    torch.set_num_threads(1)
     prepared = DOMAIN.prepare(TINY, seed=0)
     pool = data.frame([grammar.parse_problem(p, 2) for p in prepared.pool["problem"]], "p", "seed")
     trainset = pl.concat([prepared.seed, pool])
-    L.seed_everything(0, verbose=False)
+    training.prepare(TrainerParams(), seed=0)
     network = DOMAIN.build_network(TINY)
-    trainer = L.Trainer(
-        max_steps=DOMAIN.max_steps(trainset, TINY),
-        accelerator="cpu",
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    training.fit(
+        DOMAIN.training_module(network, TINY),
+        DOMAIN.train_loader(trainset, TINY, 0),
+        DOMAIN.max_steps(trainset, TINY),
+        TrainerParams(),
     )
-    trainer.fit(DOMAIN.training_module(network, TINY), DOMAIN.train_loader(trainset, TINY, 0))
     path = tmp_path_factory.mktemp("arith") / "model.pt"
     models.save(network, path, "arith", TINY, "c0")
     loaded, _, _ = models.load(path)

@@ -9,7 +9,7 @@ import torch
 
 from tasks.lib.games import mcts, selfplay, training
 from tasks.lib.games.config import NetConfig, SelfPlayConfig, TrainConfig
-from tasks.lib.games.game import TICTACTOE, Game, Position, connect4
+from tasks.lib.games.game import TICTACTOE, Game, Position, bitboards, connect4
 from tasks.lib.games.network import build, evaluator
 from tasks.lib.games.schema import schema
 
@@ -103,7 +103,6 @@ def test_vectorised_rules_agree_with_the_game() -> None:
             selfplay.random_opening(game, (0, 0), int(rng.integers(9)), rng) for _ in range(50)
         ]
         x, o = (np.array([p[i] for p in positions], np.int64) for i in (0, 1))
-        assert (mcts.planes(game, x, o) == game.planes(positions)).all()
         assert (mcts.legal_mask(game, x, o) == game.legal_mask(positions)).all()
         actions = np.array([rng.choice(game.legal(p)) for p in positions])
         nx, no = mcts.play(game, x, o, actions)
@@ -173,6 +172,10 @@ def test_batched_and_one_at_a_time_search_agree() -> None:
         assert (alone[0] == batched[i]).all()
 
 
+def _planes(game: Game, pos: Position) -> np.ndarray:
+    return game.planes(*bitboards([pos]))[0]
+
+
 def _position(game: Game, planes: np.ndarray) -> Position:
     mine, theirs = (int((p * (1 << np.arange(game.cells))).sum()) for p in planes)
     return (mine, theirs) if planes.sum() % 2 == 0 else (theirs, mine)
@@ -202,14 +205,14 @@ def test_symmetry_keeps_board_and_policy_consistent(game: Game) -> None:
         sym = [
             s
             for s, (cells, actions) in enumerate(game.symmetries)
-            if (game.planes([pos])[0][:, cells] == p).all()
+            if (_planes(game, pos)[:, cells] == p).all()
             and (np.eye(game.n_actions)[move][actions] == pol).all()
         ]
         assert sym
         seen.add(sym[0])
         cells, _ = game.symmetries[sym[0]]
-        after = game.planes([game.play(pos, move)])[0][:, cells]
-        assert (game.planes([game.play(_position(game, p), int(pol.argmax()))])[0] == after).all()
+        after = _planes(game, game.play(pos, move))[:, cells]
+        assert (_planes(game, game.play(_position(game, p), int(pol.argmax()))) == after).all()
     assert len(seen) == len(game.symmetries)
 
 
@@ -222,10 +225,11 @@ def test_steps_and_window_follow_the_newest_rows() -> None:
 
 
 def test_a_short_training_run_lowers_the_loss(played: tuple[Game, pl.DataFrame]) -> None:
-    import lightning as L
+    from tasks.engine import training as engine
+    from tasks.engine.config import TrainerParams
 
     game, rows = played
-    torch.manual_seed(1)
+    engine.prepare(TrainerParams(), seed=1)
     net = build(game, NetConfig(width=64, blocks=1))
     cfg = TrainConfig(batch_size=32, lr=1e-2, passes=1.0, min_steps=60)
     data = training.SymmetricSamples(game, rows, seed=0)[list(range(rows.height))]
@@ -233,16 +237,13 @@ def test_a_short_training_run_lowers_the_loss(played: tuple[Game, pl.DataFrame])
     # Cross-entropy cannot fall below the targets' entropy: judge what is above it (the KL).
     entropy = -(target * torch.log(target.clamp_min(1e-12))).sum(dim=1).mean().item()
     kl_before, value_before = (loss.item() for loss in training.losses(net, data))
-    trainer = L.Trainer(
-        max_steps=training.steps(rows, cfg),
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    result = engine.fit(
+        training.PolicyValueModule(net, cfg),
+        training.loader(rows, game, cfg, seed=0),
+        training.steps(rows, cfg),
+        TrainerParams(),
     )
-    trainer.fit(training.PolicyValueModule(net, cfg), training.loader(rows, game, cfg, seed=0))
-    assert trainer.global_step == 60
+    assert result.steps == 60
     kl_after, value_after = (loss.item() for loss in training.losses(net, data))
     assert kl_after - entropy < 0.6 * (kl_before - entropy)
     assert value_after < 0.7 * value_before

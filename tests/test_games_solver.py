@@ -16,7 +16,8 @@ from torch import nn
 
 from tasks.lib.games import scoring, solver
 from tasks.lib.games.config import EvaluateConfig
-from tasks.lib.games.game import TICTACTOE, Game, Position, connect4
+from tasks.lib.games.game import TICTACTOE, Game, Position, bitboards, connect4
+from tasks.lib.games.training import board_bits
 
 C4 = connect4()
 
@@ -199,11 +200,29 @@ class TablePlayer(nn.Module):
         return logits, torch.zeros(len(planes))
 
 
-def test_planes_match_game_planes(ttt_table: pl.DataFrame) -> None:
-    keys = ttt_table["key"].to_numpy()
-    positions = [TICTACTOE.from_key(int(k)) for k in keys]
-    assert np.array_equal(scoring.planes(TICTACTOE, keys), TICTACTOE.planes(positions))
-    assert np.array_equal(solver.legal_mask(TICTACTOE, keys), TICTACTOE.legal_mask(positions))
+def test_planes_put_the_movers_pieces_first() -> None:
+    o_moves, x_moves = TICTACTOE.planes(
+        *bitboards([TICTACTOE.parse(b) for b in ("xo.x.....", "xo.......")])
+    )
+    assert o_moves.dtype == np.float32
+    assert [np.flatnonzero(p).tolist() for p in o_moves] == [[1], [0, 3]]
+    assert [np.flatnonzero(p).tolist() for p in x_moves] == [[0], [1]]
+
+
+@pytest.mark.parametrize("game", [TICTACTOE, C4], ids=lambda g: g.name)
+def test_one_encoding_from_every_input_form(game: Game, request: pytest.FixtureRequest) -> None:
+    """Solver keys (scoring), text boards (training), int64 bitboards (search) and positions
+    reach the same planes; tic-tac-toe: every position, connect4: a sample."""
+    table = request.getfixturevalue("ttt_table" if game is TICTACTOE else "c4_table")
+    keys = table["key"].to_numpy()[:: max(1, table.height // 20_000)]
+    positions = [game.from_key(int(k)) for k in keys]
+    boards, (x, o) = solver.boards(game, keys), solver.sides(game, keys)
+    from_keys = game.planes(x, o)
+    assert from_keys.dtype == np.float32 and set(np.unique(from_keys)) == {0.0, 1.0}
+    assert from_keys.tobytes() == game.planes(*board_bits(game, boards)).tobytes()
+    assert from_keys.tobytes() == game.planes(x.astype(np.int64), o.astype(np.int64)).tobytes()
+    assert from_keys.tobytes() == game.planes(*bitboards(positions)).tobytes()
+    assert np.array_equal(solver.legal_mask(game, keys), game.legal_mask(positions))
 
 
 def test_tictactoe_baselines(ttt_table: pl.DataFrame) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 from tasks import domains
-from tasks.engine import models
+from tasks.engine import models, training
 from tasks.engine.config import Config
 from tasks.engine.files import atomic_path, read_json, write_json
 from tasks.engine.layout import MODEL_FILE, Layout
@@ -27,38 +24,23 @@ def fit(
     """Train the domain's network on `trainset`, from scratch or from the weights in the model
     file `start_from`; (network, training stats). With no rows there is nothing to learn: the
     network keeps its seeded initialisation (self-play's cycle 0 starts from a random net)."""
-    import lightning as L
-    import torch
-
-    _quiet_lightning()
-    torch.set_num_threads(cfg.params.trainer.threads)
-    L.seed_everything(seed, workers=True, verbose=False)
+    training.prepare(cfg.params.trainer, seed)
     domain = domains.load(cfg.domain_name)
     network = domain.build_network(cfg.domain)
     if start_from is not None:
         _load_weights(network, start_from)
     if trainset.height == 0:
         return network, {"steps": 0, "fit_seconds": 0.0, "final_loss": None}
-    module = domain.training_module(network, cfg.domain)
-    trainer = L.Trainer(
-        max_steps=domain.max_steps(trainset, cfg.domain),
-        max_epochs=-1,
-        accelerator=cfg.params.trainer.accelerator,
-        devices=cfg.params.trainer.devices,
-        strategy=cfg.params.trainer.strategy,
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    result = training.fit(
+        domain.training_module(network, cfg.domain),
+        domain.train_loader(trainset, cfg.domain, seed),
+        domain.max_steps(trainset, cfg.domain),
+        cfg.params.trainer,
     )
-    started = time.perf_counter()
-    trainer.fit(module, domain.train_loader(trainset, cfg.domain, seed))
-    loss = trainer.callback_metrics.get("train_loss")
     return network, {
-        "steps": trainer.global_step,
-        "fit_seconds": round(time.perf_counter() - started, 3),
-        "final_loss": None if loss is None else round(float(loss), 6),
+        "steps": result.steps,
+        "fit_seconds": round(result.seconds, 3),
+        "final_loss": None if result.final_loss is None else round(result.final_loss, 6),
     }
 
 
@@ -71,13 +53,6 @@ def _load_weights(network: Any, model_file: Path) -> None:
             f"{model_file}: cannot warm-start from it, its network does not match the current "
             f"params ({str(error).splitlines()[0]})"
         ) from None
-
-
-def _quiet_lightning() -> None:
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="lightning")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def train_candidate(

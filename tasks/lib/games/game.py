@@ -144,16 +144,16 @@ class Game:
             pairs.append((cell_perm, action_perm))
         return tuple(pairs)
 
-    def planes(self, positions: list[Position]) -> np.ndarray:
-        """(N, 2, cells) float32: the mover's pieces, then the opponent's. Seen from the mover,
-        one network plays both sides."""
-        out = np.zeros((len(positions), 2, self.cells), dtype=np.float32)
+    def planes(self, x: np.ndarray, o: np.ndarray) -> np.ndarray:
+        """The network's input, defined here only: arrays of x and o bitboards (any integer
+        dtype) -> (N, 2, cells) float32 0/1, the mover's pieces, then the opponent's (x moves
+        when both have as many). Seen from the mover, one network plays both sides."""
+        # uint64 throughout: solver keys are uint64, and numpy refuses to shift them by int64.
+        x, o = np.asarray(x).astype(np.uint64), np.asarray(o).astype(np.uint64)
+        x_moves = np.bitwise_count(x | o) % 2 == 0
+        sides = np.stack([np.where(x_moves, x, o), np.where(x_moves, o, x)], axis=1)
         shifts = np.arange(self.cells, dtype=np.uint64)
-        for n, (x, o) in enumerate(positions):
-            mine, theirs = (x, o) if self.to_move((x, o)) == 0 else (o, x)
-            out[n, 0] = (np.uint64(mine) >> shifts) & np.uint64(1)
-            out[n, 1] = (np.uint64(theirs) >> shifts) & np.uint64(1)
-        return out
+        return ((sides[:, :, None] >> shifts) & np.uint64(1)).astype(np.float32)
 
     def legal_mask(self, positions: list[Position]) -> np.ndarray:
         """(N, n_actions) bool: which actions are legal in each position."""
@@ -166,6 +166,12 @@ class Game:
         """Evaluation slice: opening, middle or end, by thirds of the board's cells."""
         third = self.cells / 3
         return "opening" if ply < third else "middle" if ply < 2 * third else "end"
+
+
+def bitboards(positions: list[Position]) -> tuple[np.ndarray, np.ndarray]:
+    """The x and o bitboards of `positions` as uint64 arrays, the form `Game.planes` takes."""
+    x, o = (np.array([pos[side] for pos in positions], dtype=np.uint64) for side in (0, 1))
+    return x, o
 
 
 TICTACTOE = Game("tictactoe", rows=3, cols=3, connect=3, gravity=False)

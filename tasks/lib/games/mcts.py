@@ -28,13 +28,6 @@ def _bits(values: np.ndarray, width: int) -> np.ndarray:
     return (values[:, None] >> np.arange(width, dtype=np.int64)) & ONE
 
 
-def planes(game: Game, x: np.ndarray, o: np.ndarray) -> np.ndarray:
-    """`Game.planes` for int64 bitboard arrays: (N, 2, cells) float32, the mover's first."""
-    x_moves = np.bitwise_count(x | o) % 2 == 0
-    mine, theirs = np.where(x_moves, x, o), np.where(x_moves, o, x)
-    return np.stack([_bits(mine, game.cells), _bits(theirs, game.cells)], axis=1).astype(np.float32)
-
-
 def legal_mask(game: Game, x: np.ndarray, o: np.ndarray) -> np.ndarray:
     """(N, n_actions) bool for non-terminal positions: an empty cell, or a column whose top
     cell (row 0) is empty."""
@@ -111,7 +104,7 @@ def _expand(
     """Evaluate the (non-terminal) nodes `node` of trees `g` in one call; their values."""
     x, o = trees.x[g, node], trees.o[g, node]
     legal = legal_mask(game, x, o)
-    priors, values = evaluate(planes(game, x, o), legal)
+    priors, values = evaluate(game.planes(x, o), legal)
     trees.prior[g, node] = priors
     trees.legal[g, node] = legal
     return np.asarray(values, dtype=np.float64)

@@ -31,16 +31,6 @@ Player = Callable[[np.ndarray, int], np.ndarray]
 """(keys of positions at one ply, that ply) -> the action chosen in each."""
 
 
-def planes(game: Game, keys: np.ndarray) -> np.ndarray:
-    """(N, 2, cells) float32 as `Game.planes` builds it, from uint64 keys without a Python loop."""
-    x, o = solver.sides(game, keys)
-    o_moves = (np.bitwise_count(keys) % 2 == 1)[:, None]
-    shifts = np.arange(game.cells, dtype=np.uint64)
-    x_bits = ((x[:, None] >> shifts) & np.uint64(1)).astype(np.float32)
-    o_bits = ((o[:, None] >> shifts) & np.uint64(1)).astype(np.float32)
-    return np.stack([np.where(o_moves, o_bits, x_bits), np.where(o_moves, x_bits, o_bits)], 1)
-
-
 @contextlib.contextmanager
 def _evaluating(network: torch.nn.Module) -> Iterator[torch.device]:
     """Eval mode and no autograd for the block, the network's own mode restored after it."""
@@ -64,7 +54,8 @@ def greedy_actions(network: torch.nn.Module, game: Game, keys: np.ndarray) -> np
     with _evaluating(network) as device:
         for start in range(0, len(keys), BATCH):
             chunk = keys[start : start + BATCH]
-            logits, _ = network(torch.from_numpy(planes(game, chunk)).to(device))
+            planes = game.planes(*solver.sides(game, chunk))
+            logits, _ = network(torch.from_numpy(planes).to(device))
             legal = torch.from_numpy(solver.legal_mask(game, chunk)).to(device)
             masked = logits.float().masked_fill(~legal, float("-inf"))
             out[start : start + BATCH] = masked.argmax(dim=1).cpu().numpy()
@@ -77,7 +68,7 @@ def policy(network: torch.nn.Module, game: Game, pos: Position) -> np.ndarray:
 
     keys = np.array([game.key(pos)], dtype=np.uint64)
     with _evaluating(network) as device:
-        logits, _ = network(torch.from_numpy(planes(game, keys)).to(device))
+        logits, _ = network(torch.from_numpy(game.planes(*solver.sides(game, keys))).to(device))
     legal = solver.legal_mask(game, keys)[0]
     z = np.where(legal, logits[0].double().cpu().numpy(), -np.inf)
     z = np.exp(z - z.max())

@@ -29,20 +29,19 @@ def steps(trainset: pl.DataFrame, cfg: TrainConfig) -> int:
     return max(cfg.min_steps, math.ceil(cfg.passes * newest / cfg.batch_size))
 
 
-def board_planes(game: Game, boards: pl.Series) -> np.ndarray:
-    """Text boards -> (N, 2, cells) float32 from the mover's view, like `Game.planes`."""
+def board_bits(game: Game, boards: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Text boards -> their x and o bitboards (uint64), the form `Game.planes` takes."""
     chars = np.frombuffer("".join(boards.to_list()).encode(), np.uint8).reshape(-1, game.cells)
-    x, o = chars == ord("x"), chars == ord("o")
-    x_moves = (x.sum(axis=1) == o.sum(axis=1))[:, None]
-    mine, theirs = np.where(x_moves, x, o), np.where(x_moves, o, x)
-    return np.stack([mine, theirs], axis=1).astype(np.float32)
+    weights = np.uint64(1) << np.arange(game.cells, dtype=np.uint64)
+    x, o = (((chars == ord(piece)) * weights).sum(axis=1, dtype=np.uint64) for piece in "xo")
+    return x, o
 
 
 class SymmetricSamples:
     """Indexed by a list of rows, returns that batch, each row under a random symmetry."""
 
     def __init__(self, game: Game, rows: pl.DataFrame, seed: int) -> None:
-        self.planes = torch.from_numpy(board_planes(game, rows["board"]))
+        self.planes = torch.from_numpy(game.planes(*board_bits(game, rows["board"])))
         self.policy = torch.from_numpy(np.array(rows["policy"].to_list(), np.float32))
         self.outcome = torch.from_numpy(rows["outcome"].to_numpy().astype(np.float32))
         self.cell_perms = torch.from_numpy(np.stack([c for c, _ in game.symmetries]))
