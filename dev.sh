@@ -30,6 +30,14 @@ setup() {
   export DVC_NO_ANALYTICS=1 GX_ANALYTICS_ENABLED=false PREFECT_SERVER_ANALYTICS_ENABLED=false
 }
 
+system_packages() {
+  # Debian packages the tests need: headless Chromium opens the HTML report (tests/test_report.py).
+  command -v chromium >/dev/null && return
+  echo "installing Debian's chromium for the report test (about a minute the first time)..."
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
 case "${1:-}" in
   run)
     shift; setup
@@ -38,7 +46,7 @@ case "${1:-}" in
     flywheel run "$@"
     ;;
   test)
-    shift; setup
+    shift; setup; system_packages
     ruff check .
     ruff format --check .
     mypy

@@ -40,7 +40,7 @@ def scratch_dir(label: str) -> Path:
 
 def make_workspace(dest: Path, cycles: int, overrides: list[str] | None = None) -> Path:
     """A fresh repo like a user's clone (as tests/conftest.py builds it): files, git, DVC."""
-    from tasks.engine.config import update_params_file
+    from tasks.engine.params_update import update_params_file
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):

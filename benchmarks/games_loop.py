@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 import yaml
 
+from tasks.engine.records import Evaluated
 from tasks.lib.games.config import GameConfig
 from tasks.lib.games.game import TICTACTOE, Game, connect4
 
@@ -98,7 +99,7 @@ class Gate:
 
     def __init__(self, network: Any, metric: float, slices: dict[str, float]) -> None:
         self.champion = copy.deepcopy(network)
-        self.record = {"evaluated": True, "metric": metric, "slices": slices}
+        self.record = _evaluated(metric, slices)
 
     def judge(self, network: Any, game: Game, cfg: GameConfig, share: float, slices: dict) -> dict:
         from tasks.engine.config import PromoteParams
@@ -106,13 +107,19 @@ class Gate:
         from tasks.steps.promote import decide
 
         arena = scoring.arena(network, self.champion, game, cfg.evaluate)
-        record = {"evaluated": True, "metric": share, "slices": slices}
+        record = _evaluated(share, slices)
         decision = decide(record, self.record, PromoteParams(), arena)
         if decision.promoted:
             self.champion, self.record = copy.deepcopy(network), record
         else:
             network.load_state_dict(self.champion.state_dict())
         return {"arena": round(arena["score"], 3), "promoted": decision.promoted}
+
+
+def _evaluated(metric: float, slices: dict[str, float]) -> Evaluated:
+    return Evaluated(
+        model_id="loop", metric_name="optimal_move_share", metric=metric, slices=slices
+    )
 
 
 def score(network: Any, game: Game, scored: pl.DataFrame, table: pl.DataFrame) -> dict:

@@ -1,4 +1,5 @@
-"""The flywheel as a Prefect flow: prepare, bootstrap, then per cycle the six steps and a push.
+"""The flywheel as a Prefect flow: prepare, bootstrap, then per cycle the six steps, a publish
+(the plots row and the Prefect artifact a person reads) and a push.
 
 Each stage is skipped when DVC says it is up to date, so a killed or failed run resumes after
 its last completed step, and a finished run leaves `dvc status` clean (DESIGN.md, 1 and 6).
@@ -7,14 +8,16 @@ its last completed step, and a finished run leaves `dvc status` clean (DESIGN.md
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import Task, flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks import steps
+from tasks.audit import publish as publication
 from tasks.engine import config, dvcrepo, status
 from tasks.engine.layout import stage_name
+from tasks.engine.records import CycleStatus
 from tasks.engine.runner import run_step
 from tasks.steps import Step
 
@@ -62,13 +65,25 @@ def push(params_path: str, cycle: str) -> int:
     return sent
 
 
+@task(task_run_name="publish@{cycle}", cache_policy=NO_CACHE)
+def publish(params_path: str, cycle: str) -> None:
+    """Show the cycle where people look: its point on the `dvc plots` curves, and a table
+    artifact in the Prefect UI (its status row; the description says the decision and why)."""
+    cfg = config.load(Path(params_path))
+    row = publication.record_cycle(cfg.root, Path(params_path), cycle)
+    table, description = publication.artifact(row)
+    create_table_artifact(table=table, key=f"cycle-{cycle}", description=description)
+
+
 @flow(name="dataflywheel", log_prints=True)
-def flywheel(params_path: str = "params.yaml") -> list[dict[str, Any]]:
-    """seed -> for each cycle: generate, validate, snapshot, train, evaluate, promote (+ push)."""
+def flywheel(params_path: str = "params.yaml") -> list[CycleStatus]:
+    """seed -> for each cycle: generate, validate, snapshot, train, evaluate, promote (+ publish,
+    push)."""
     cfg = config.load(Path(params_path))
     dvcrepo.configure_remote(dvcrepo.open_repo(cfg.root), cfg.params.remote)
     prepare(params_path)
     bootstrap(params_path)
+    publish(params_path, "c0")
     push(params_path, "c0")
     for cycle in cfg.params.cycles:
         generate(params_path, cycle)
@@ -77,5 +92,6 @@ def flywheel(params_path: str = "params.yaml") -> list[dict[str, Any]]:
         train(params_path, cycle)
         evaluate(params_path, cycle)
         promote(params_path, cycle)
+        publish(params_path, cycle)
         push(params_path, cycle)
     return status.cycles(cfg.root, Path(params_path))

@@ -8,8 +8,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tasks.engine.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -30,7 +34,7 @@ for key, value in {
 
 def make_workspace(dest: Path, cycles: int = 2, overrides: list[str] | None = None) -> Path:
     """A fresh repo like a user's clone: dvc.yaml, params.yaml, the step code, git and DVC."""
-    from tasks.engine.config import update_params_file
+    from tasks.engine.params_update import update_params_file
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
@@ -69,6 +73,45 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> 
     workspace = make_workspace(tmp_path_factory.mktemp("finished") / "repo")
     run_flow(workspace)
     return workspace
+
+
+def grown_copy(
+    run: Path, dest: Path, cycles: int | None = None, overrides: list[str] | None = None
+) -> Path:
+    """A copy of a finished workspace with more cycles or other settings, as a user would edit
+    its params: only the new cycles (and stages whose params changed) run again."""
+    from tasks.engine.params_update import update_params_file
+
+    shutil.copytree(run, dest, symlinks=True)
+    update_params_file(dest / "params.yaml", overrides or [], cycles)
+    return dest
+
+
+def mtimes(root: Path, paths: list[Path]) -> dict[str, int]:
+    """st_mtime_ns of every file under `paths`: a step that runs again rewrites its outputs,
+    even when the ledger cannot tell (a record identical to the last one is not appended)."""
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*")))]
+    return {f.relative_to(root).as_posix(): f.stat().st_mtime_ns for f in files if f.is_file()}
+
+
+def assert_champion_follows_the_gate(
+    layout: Layout, cycle: str, prev: str | None
+) -> dict[str, Any]:
+    """The cycle's champion is its candidate when promoted, else the previous champion, and its
+    promotion record names it; returns that record."""
+    from tasks.engine.files import file_md5, read_json
+
+    promotion = read_json(layout.promotion(cycle))
+    if prev is None or promotion["promoted"]:  # the first model is always promoted
+        assert promotion["promoted"], promotion["reason"]
+        kept = layout.candidate(cycle)
+    else:
+        kept = layout.champion(prev)
+    champion = layout.champion(cycle)
+    assert read_json(champion / "train.json")["model_id"] == promotion["champion"]["model_id"]
+    assert read_json(champion / "train.json") == read_json(kept / "train.json")
+    assert file_md5(champion / "model.pt") == file_md5(kept / "model.pt")
+    return promotion
 
 
 def dvc(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from tasks.engine import lineage
 from tasks.engine.files import read_json
 from tasks.engine.layout import Layout
 from tasks.steps.snapshot import read_trainset
-from tests.conftest import dvc, make_workspace, run_flow
+from tests.conftest import assert_champion_follows_the_gate, dvc, make_workspace, run_flow
 
 TINY_ARITH = [
     "domain.name=arith",
@@ -60,8 +60,12 @@ def test_the_model_is_retrained_and_judged_per_length(arith_run: Path) -> None:
     evaluation = read_json(layout.evaluation("c1"))
     assert set(evaluation["slices"]) == {"1", "2"}
     assert evaluation["metric_name"] == "exact_match"
-    promotion = read_json(layout.promotion("c1"))
+    per_length = evaluation["details"]["per_length"]
+    assert sum(n["rows"] for n in per_length.values()) == pl.read_parquet(layout.eval).height
+    assert sum(n["right"] for n in per_length.values()) == evaluation["details"]["right"]
+    promotion = assert_champion_follows_the_gate(layout, "c1", "c0")
     assert promotion["arena"] is None
+    assert promotion["candidate"]["metric"] == evaluation["metric"]
     assert dvc(arith_run, "status").stdout.strip().endswith("up to date.")
     assert lineage.verify(layout.ledger) == []
 
@@ -71,5 +75,7 @@ def test_predict_writes_a_worked_solution(arith_run: Path) -> None:
     lines = '{"problem": "7+5"}\n{"problem": "123+4"}\n'
     result = CliRunner().invoke(app, ["predict", "--model", str(model)], input=lines)
     good, bad = (json.loads(line) for line in result.output.splitlines())
+    assert result.exit_code == 1  # one line failed; it is answered in place, naming its line
     assert set(good) == {"answer", "solution"} and good["solution"].startswith("7+5+0=")
-    assert "digits" in bad["error"]
+    assert good["solution"].endswith(f";{good['answer']}")
+    assert set(bad) == {"line", "error"} and bad["line"] == 2

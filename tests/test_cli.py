@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
+from tasks.engine.files import file_md5
 from tasks.engine.layout import Layout
-from tests.conftest import REPO
+from tests.conftest import REPO, make_workspace
 
 runner = CliRunner()
 
@@ -68,9 +73,13 @@ def test_predict_with_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
 def test_validate_exit_codes(finished_run: Path, tmp_path: Path) -> None:
     layout = Layout(finished_run)
     params = ["--params", str(REPO / "params.yaml")]
-    good = runner.invoke(app, ["validate", str(layout.accepted("c1")), *params])
+    accepted = layout.accepted("c1")
+    good = runner.invoke(app, ["validate", str(accepted), *params])
     assert good.exit_code == 0, good.output
-    assert "accepted" in good.output
+    rows = pl.read_parquet(accepted).height
+    assert good.output.splitlines()[0] == (
+        f"{accepted}: accepted ({rows} accepted, 0 quarantined of {rows})"
+    )
     poisoned = pl.read_parquet(layout.accepted("c1")).with_columns(
         pl.lit(7, pl.Int64).alias("label")
     )
@@ -89,30 +98,39 @@ def test_validate_exit_codes(finished_run: Path, tmp_path: Path) -> None:
 
 
 def test_run_rejects_bad_params_before_any_work(tmp_path: Path) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text((REPO / "params.yaml").read_text())
+    root = make_workspace(tmp_path / "repo", cycles=1)
+    params = root / "params.yaml"
+    before = params.read_text()
     result = runner.invoke(app, ["run", "--params", str(params), "--set", "digits.quota.strat=3"])
     assert result.exit_code == 2
-    assert "digits.quota.strat" in result.output
-    assert params.read_text() == (REPO / "params.yaml").read_text()
-    assert not (tmp_path / "data").exists()
+    assert "error:" in result.output and "digits.quota.strat" in result.output
+    assert params.read_text() == before
+    assert not (root / "data").exists() and not (root / "dvc.lock").exists()
+    assert not Layout(root).ledger.exists()
 
 
-def test_a_failing_step_names_its_stage_and_publishes_nothing(tmp_path: Path) -> None:
-    from tasks import steps
-    from tasks.engine import config
-    from tasks.engine.runner import run_step
-    from tests.conftest import make_workspace
-
-    root = make_workspace(tmp_path / "repo", cycles=1)
-    cfg = config.load(root / "params.yaml")
-    run_step(cfg, steps.PREPARE)
-    run_step(cfg, steps.BOOTSTRAP)
+def test_a_failing_step_names_its_stage_and_publishes_nothing(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(finished_run, root)
     layout = Layout(root)
-    layout.pool.write_bytes(b"corrupted in transit")
+    published, ledger = file_md5(layout.candidates("c2")), layout.ledger.read_text()
+    write_parquet = pl.DataFrame.write_parquet
+
+    def disk_full(frame: pl.DataFrame, file: Path, *args: Any, **kwargs: Any) -> None:
+        whole = io.BytesIO()
+        write_parquet(frame, whole, *args, **kwargs)
+        Path(file).write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", disk_full)
     result = runner.invoke(
-        app, ["step", "generate", "--cycle", "c1", "--params", str(root / "params.yaml")]
+        app, ["step", "generate", "--cycle", "c2", "--params", str(root / "params.yaml")]
     )
     assert result.exit_code == 1
-    assert "generate@c1 failed" in result.output and "Traceback" not in result.output
-    assert not layout.candidates("c1").exists()
+    assert "generate@c2 failed" in result.output and "No space left" in result.output
+    assert "Traceback" not in result.output
+    assert file_md5(layout.candidates("c2")) == published  # the old file, whole
+    assert list(layout.cycle("c2").glob(".*.tmp")) == []  # and no half-written leftover
+    assert layout.ledger.read_text() == ledger  # nothing recorded

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.engine import config
+from tasks.engine import config, params_file, params_update
 from tests.conftest import REPO
 
 
@@ -61,7 +61,7 @@ def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
 def test_overrides_are_validated_then_written_keeping_comments(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
-    changes = config.update_params_file(params, ["digits.acceptance=threshold"], cycles=3)
+    changes = params_update.update_params_file(params, ["digits.acceptance=threshold"], cycles=3)
     text = params.read_text()
     assert "# the package under tasks/domains/ that runs" in text  # comments survive
     raw = yaml.safe_load(text)
@@ -75,7 +75,45 @@ def test_a_bad_override_leaves_the_file_untouched(tmp_path: Path) -> None:
     shutil.copy(REPO / "params.yaml", params)
     before = params.read_bytes()
     with pytest.raises(config.ConfigError, match="digits.train.lr"):
-        config.update_params_file(params, ["digits.train.lr=-1"], cycles=None)
+        params_update.update_params_file(params, ["digits.train.lr=-1"], cycles=None)
     with pytest.raises(config.ConfigError, match="expected section.key=value"):
-        config.update_params_file(params, ["no-equals-sign"], cycles=None)
+        params_update.update_params_file(params, ["no-equals-sign"], cycles=None)
     assert params.read_bytes() == before
+
+
+def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("domain: [unclosed\n")
+    with pytest.raises(config.ConfigError) as error:
+        config.load(bad)
+    assert str(error.value) == (
+        f"{bad}: not valid YAML at line 2, column 1: did not find expected ',' or ']' "
+        "(while parsing a flow sequence at line 1)"
+    )
+
+
+def test_aliases_and_merge_keys_are_not_repeated_keys(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "base: &base {lr: 0.1, steps: 5}\na: *base\nb: *base\nc:\n  <<: *base\n  lr: 0.2\n"
+    )
+    raw = params_file.read_params(params)
+    assert raw["a"] == raw["b"] == {"lr": 0.1, "steps": 5}
+    assert raw["c"] == {"lr": 0.2, "steps": 5}  # a merge key's keys are overridden by design
+
+
+def test_a_key_repeated_in_a_list_item_is_named_with_its_index(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("arith:\n  operations:\n  - {add: 1}\n  - add: 1\n    add: 2\n")
+    with pytest.raises(config.ConfigError, match=r"'arith\.operations\[1\]\.add' at lines 4 and 5"):
+        params_file.read_params(params)
+
+
+def test_the_cycle_count_is_bounded_in_the_option_and_in_the_file() -> None:
+    assert len(params_update.cycles_map(config.MAX_CYCLES)) == config.MAX_CYCLES
+    with pytest.raises(config.ConfigError, match=r"--cycles 1001: must be 0 to 1000"):
+        params_update.cycles_map(config.MAX_CYCLES + 1)
+    with pytest.raises(config.ConfigError, match=r"cycles: Value error, 1001 cycles listed"):
+        parse(
+            {"cycles": params_update.cycles_map(config.MAX_CYCLES) | {"c1001": {"prev": "c1000"}}}
+        )

@@ -72,5 +72,7 @@ def test_predict_answers_with_a_column(connect4_run: Path) -> None:
     lines = json.dumps({"board": board}) + "\n" + json.dumps({"board": "x" + "." * 15}) + "\n"
     result = CliRunner().invoke(app, ["predict", "--model", str(model)], input=lines)
     first, second = (json.loads(line) for line in result.output.splitlines())
+    assert result.exit_code == 1  # the second line is not a position: answered in place
     assert first["move"] in range(4) and len(first["policy"]) == 4
+    assert abs(sum(first["policy"]) - 1) < 1e-4
     assert "floats" in second["error"]

@@ -13,7 +13,7 @@ from tasks.engine.files import file_md5
 from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.status import FIELDS, cycles
 from tasks.steps.snapshot import read_trainset
-from tests.conftest import dvc
+from tests.conftest import assert_champion_follows_the_gate, dvc
 
 
 def lock_md5(root: Path, stage: str, path: str) -> str:
@@ -25,7 +25,7 @@ def test_status_has_one_complete_record_per_cycle(finished_run: Path) -> None:
     rows = cycles(finished_run)
     assert [r["cycle"] for r in rows] == ["c0", "c1", "c2"]
     for row in rows:
-        assert set(FIELDS) <= set(row) and row["complete"]
+        assert row["complete"] and all(row[f] is not None for f in FIELDS), row
         assert (finished_run / row["model"]).is_file()
         assert 0.5 < row["champion_metric"] <= 1
     assert rows[0]["verdict"] == "seed" and rows[0]["promoted"]
@@ -35,16 +35,15 @@ def test_status_has_one_complete_record_per_cycle(finished_run: Path) -> None:
 def test_dvc_sees_the_flow_run_as_up_to_date(finished_run: Path) -> None:
     status = dvc(finished_run, "status")
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
-    repro = dvc(finished_run, "repro")
+    repro = dvc(finished_run, "repro", "--dry")  # what it would run: nothing
     assert repro.returncode == 0, repro.stderr
-    assert "Running stage" not in repro.stdout
+    assert "Running stage" not in repro.stdout and "up to date" in repro.stdout, repro.stdout
 
 
-def test_snapshot_hash_is_dvcs_hash(finished_run: Path) -> None:
-    for row in cycles(finished_run):
-        stage = "bootstrap" if row["cycle"] == "c0" else f"snapshot@{row['cycle']}"
-        path = f"cycles/{row['cycle']}/trainset"
-        assert row["snapshot"] == lock_md5(finished_run, stage, path)
+def test_each_champion_is_the_gates_choice(finished_run: Path) -> None:
+    layout = Layout(finished_run)
+    for prev, cycle in ((None, "c0"), ("c0", "c1"), ("c1", "c2")):
+        assert_champion_follows_the_gate(layout, cycle, prev)
 
 
 def test_training_set_accumulates_and_keeps_provenance(finished_run: Path) -> None:
@@ -79,9 +78,14 @@ def test_ledger_has_one_verified_record_per_step(finished_run: Path) -> None:
     expected += [("bootstrap", s) for s in ("snapshot", "train", "evaluate", "promote")]
     expected += [(f"{s}@{c}", s) for c in ("c1", "c2") for s in CYCLE_STEPS]
     assert keys == expected
-    snapshot_c2 = next(r for r in records if r["stage"] == "snapshot@c2")
-    assert snapshot_c2["outputs"]["cycles/c2/trainset"] == lock_md5(
-        finished_run, "snapshot@c2", "cycles/c2/trainset"
-    )
-    assert snapshot_c2["inputs"]["cycles/c2/accepted.parquet"] == file_md5(layout.accepted("c2"))
+    for row in cycles(finished_run):  # status, ledger and dvc.lock name the same snapshot
+        cycle = row["cycle"]
+        stage = "bootstrap" if cycle == "c0" else f"snapshot@{cycle}"
+        snapshot = next(r for r in records if (r["stage"], r["step"]) == (stage, "snapshot"))
+        trainset = f"cycles/{cycle}/trainset"
+        assert row["snapshot"] == snapshot["outputs"][trainset]
+        assert row["snapshot"] == lock_md5(finished_run, stage, trainset)
+        if cycle != "c0":
+            accepted = layout.accepted(cycle)
+            assert snapshot["inputs"][f"cycles/{cycle}/accepted.parquet"] == file_md5(accepted)
     assert all(r["code"]["source_sha256"] and r["params_sha256"] for r in records)

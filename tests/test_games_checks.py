@@ -234,7 +234,12 @@ def test_garbage_never_raises(case: tuple[Game, pl.DataFrame]) -> None:
     assert judged["check_board_legal"].to_list() == [False] * 3
     assert judged["check_move_legal"].null_count() == 3
     assert checks.check_columns(batch.clear(), game).height == 0
-    assert checks.bias_checks(batch.clear(), game, CheckConfig()) != []
+    nothing = checks.bias_checks(batch.clear(), game, CheckConfig())
+    assert [(c.rule, c.passed, c.observed) for c in nothing] == [
+        ("outcome_balance", True, 0.5),  # no games: neither side leads
+        ("opening_diversity", True, 1.0),  # no rows: nothing repeats
+        ("duplicate_positions", True, 0.0),
+    ]
 
 
 def test_honest_batches_pass_the_bias_checks(case: tuple[Game, pl.DataFrame]) -> None:
@@ -272,3 +277,8 @@ def test_each_bias_check_alone(case: tuple[Game, pl.DataFrame]) -> None:
     fixed = fixed.with_columns(pl.coalesce("fixed", "board").alias("board")).drop("fixed")
     failed = [c.rule for c in checks.bias_checks(fixed, game, CheckConfig()) if not c.passed]
     assert failed == ["opening_diversity"]
+    varied = random_games(game, 40, seed=6)
+    stuck = varied.filter(pl.col("ply") == 5).head(1)  # one late position, written 8,000 times
+    repeated = pl.concat([varied, *[stuck] * 8000])
+    failed = [c.rule for c in checks.bias_checks(repeated, game, CheckConfig()) if not c.passed]
+    assert failed == ["duplicate_positions"]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tasks.engine.config import PromoteParams
+from tasks.engine.records import (
+    Champion,
+    Evaluated,
+    NotEvaluated,
+    Promotion,
+    RecordError,
+    evaluation_from_json,
+)
 from tasks.steps.promote import decide
 
 RULES = PromoteParams(min_gain=0.0, max_slice_drop=0.05)
 
 
-def evaluation(metric: float, slices: dict[str, float]) -> dict:
-    return {"evaluated": True, "metric": metric, "slices": slices, "model_id": "m"}
+def evaluation(metric: float, slices: dict[str, float]) -> Evaluated:
+    return Evaluated(model_id="m", metric_name="accuracy", metric=metric, slices=slices)
 
 
 def test_better_and_no_slice_worse_is_promoted() -> None:
@@ -34,7 +44,7 @@ def test_no_gain_keeps_the_champion() -> None:
 
 
 def test_a_rejected_batch_has_no_candidate_to_promote() -> None:
-    skipped = {"evaluated": False, "reason": "batch rejected at validate"}
+    skipped = NotEvaluated("batch rejected at validate")
     decision = decide(skipped, evaluation(0.9, {"0": 0.9}), RULES)
     assert not decision.promoted
     assert decision.reason == "no candidate: batch rejected at validate"
@@ -51,3 +61,26 @@ def test_losing_the_arena_keeps_the_champion_despite_a_higher_metric() -> None:
     assert not lost.promoted
     assert lost.reason == "arena: scored 0.400 against the champion (needs >= 0.5)"
     assert decide(candidate, champion, RULES, arena={"score": 0.5}).promoted
+
+
+def test_records_write_back_what_they_read_and_refuse_anything_else() -> None:
+    candidate = evaluation(0.93, {"0": 0.95, "1": 0.91})
+    champion = Champion.crown(evaluation(0.90, {"0": 0.9, "1": 0.9}), "c1")
+    record = Promotion(
+        cycle="c2",
+        decision=decide(candidate, champion, RULES),
+        arena=None,
+        candidate=candidate,
+        champion=champion,
+    )
+    data = record.to_json()
+    assert data["champion"]["from_cycle"] == "c1" and data["promoted"] is True
+    assert data["candidate"]["worst_slice"] == {"slice": "1", "metric": 0.91}
+    assert Promotion.from_json(data) == record
+    skipped = NotEvaluated("no model")
+    assert skipped.to_json() == {"evaluated": False, "reason": "no model"}
+    assert evaluation_from_json(skipped.to_json()) == skipped
+    with pytest.raises(RecordError, match="extra"):
+        evaluation_from_json({**candidate.to_json(), "extra": 1})
+    with pytest.raises(RecordError, match="worst_slice"):
+        evaluation_from_json({**candidate.to_json(), "worst_slice": {"slice": "0", "metric": 0.95}})

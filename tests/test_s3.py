@@ -12,7 +12,7 @@ import logging
 import shutil
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,9 +22,11 @@ import pytest
 import yaml
 
 from tasks.engine import lineage
-from tasks.engine.config import update_params_file
+from tasks.engine.dvcrepo import RemoteError
 from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
-from tests.conftest import dvc, make_workspace, run_flow
+from tasks.engine.params_update import update_params_file
+from tasks.engine.records import CycleStatus
+from tests.conftest import dvc, grown_copy, make_workspace, mtimes, run_flow
 
 PREFIX = "flywheel"
 REGION = "us-east-1"
@@ -124,6 +126,12 @@ def lock_outs(workspace: Path, stages: set[str] | None = None) -> dict[str, str]
     }
 
 
+def dvc_objects(keys: Iterable[str]) -> set[str]:
+    """DVC's objects among `keys`: each push also leaves the ledger's new records beside them,
+    as one segment under `lineage/` (tasks/engine/dvcrepo.py)."""
+    return {key for key in keys if not key.startswith(f"{PREFIX}/lineage/")}
+
+
 def remote_keys(s3: S3, bucket: str, md5s: set[str]) -> set[str]:
     """The keys these outs occupy on the remote: the object, plus each file of a directory."""
     keys = set()
@@ -150,35 +158,74 @@ def stage_counts(workspace: Path) -> Counter[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class Grown:
-    """A workspace run for 1 cycle, then grown to 2; the bucket after each run's pushes."""
+    """A copy of the finished 2-cycle run pointed at the bucket: run once (it only pushes), then
+    grown to 3 cycles and run again; the bucket, ledger and dvc.lock after each run."""
 
     workspace: Path
     bucket: str
-    after_c1: Listing
-    after_c2: Listing
-    results: list[dict[str, Any]]
+    kept: dict[str, int]
+    """mtimes of data/ and cycles c0-c2 before the runs ..."""
+    kept_after: dict[str, int]
+    """... and after both."""
+    ledger: str
+    lock: str
+    after_push: Listing
+    ledger_after_push: str
+    lock_after_push: str
+    after_c3: Listing
+    results: list[CycleStatus]
 
 
 @pytest.fixture(scope="module")
-def grown(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, s3: S3) -> Grown:
+def grown(
+    tmp_path_factory: pytest.TempPathFactory, finished_run: Path, prefect_api: str, s3: S3
+) -> Grown:
     bucket = s3.new_bucket("flywheel-grow")
-    workspace = make_workspace(
-        tmp_path_factory.mktemp("s3-grow") / "repo", cycles=1, overrides=s3.overrides(bucket)
-    )
+    root = tmp_path_factory.mktemp("s3-grow") / "repo"
+    workspace = grown_copy(finished_run, root, overrides=s3.overrides(bucket))
+    ledger, lock = Layout(workspace).ledger, workspace / "dvc.lock"
+    done = [workspace / "data", *(workspace / "cycles" / c for c in ("c0", "c1", "c2"))]
+    kept = mtimes(workspace, done)
+    ledger_before, lock_before = ledger.read_text(), lock.read_text()
     run_flow(workspace)
-    after_c1 = s3.versions(bucket)
-    update_params_file(workspace / "params.yaml", [], 2)
+    after_push = s3.versions(bucket)
+    ledger_after_push, lock_after_push = ledger.read_text(), lock.read_text()
+    update_params_file(workspace / "params.yaml", [], 3)
     results = run_flow(workspace)
-    return Grown(workspace, bucket, after_c1, s3.versions(bucket), results)
+    return Grown(
+        workspace=workspace,
+        bucket=bucket,
+        kept=kept,
+        kept_after=mtimes(workspace, done),
+        ledger=ledger_before,
+        lock=lock_before,
+        after_push=after_push,
+        ledger_after_push=ledger_after_push,
+        lock_after_push=lock_after_push,
+        after_c3=s3.versions(bucket),
+        results=results,
+    )
+
+
+def test_a_finished_run_pointed_at_a_bucket_only_pushes(grown: Grown, s3: S3) -> None:
+    assert grown.ledger_after_push == grown.ledger  # no step ran again ...
+    assert grown.lock_after_push == grown.lock
+    done = {stage_name(step, c) for c in ("c1", "c2") for step in CYCLE_STEPS}
+    outs = lock_outs(grown.workspace, {"prepare", "bootstrap", *done})
+    # ... and every output of the three cycles was sent, once
+    assert dvc_objects(grown.after_push) == remote_keys(s3, grown.bucket, set(outs.values()))
+    assert all(len(versions) == 1 for versions in grown.after_push.values())
 
 
 def test_every_output_lands_in_the_bucket_under_the_prefix(grown: Grown, s3: S3) -> None:
-    assert [r["cycle"] for r in grown.results] == ["c0", "c1", "c2"]
+    assert [r["cycle"] for r in grown.results] == ["c0", "c1", "c2", "c3"]
     assert all(r["complete"] for r in grown.results)
     stored = s3.keys(grown.bucket)
-    assert stored and all(key.startswith(f"{PREFIX}/files/md5/") for key in stored)
+    under = (f"{PREFIX}/files/md5/", f"{PREFIX}/lineage/")
+    assert stored and all(key.startswith(under) for key in stored)
     # exactly what dvc.lock records: every out of every stage, nothing else
-    assert stored == remote_keys(s3, grown.bucket, set(lock_outs(grown.workspace).values()))
+    outs = set(lock_outs(grown.workspace).values())
+    assert dvc_objects(stored) == remote_keys(s3, grown.bucket, outs)
     config = (grown.workspace / ".dvc" / "config").read_text()
     assert f"s3://{grown.bucket}/{PREFIX}" in config and s3.endpoint in config
 
@@ -194,7 +241,7 @@ def test_pull_restores_every_output_byte_for_byte(grown: Grown, tmp_path: Path) 
 
     assert pulled.returncode == 0, pulled.stderr
     assert tree_sha256(clone) == before
-    for cycle in ("c0", "c1", "c2"):  # the snapshots, models and JSON records are all there
+    for cycle in ("c0", "c1", "c2", "c3"):  # the snapshots, models and JSON records are all there
         snapshot = json.loads((clone / "cycles" / cycle / "snapshot.json").read_text())
         expected = {f"cycles/{cycle}/trainset/{shard}" for shard in snapshot["shards"]}
         expected |= {f"cycles/{cycle}/champion/model.pt", f"cycles/{cycle}/promotion.json"}
@@ -211,44 +258,45 @@ def test_pull_restores_every_output_byte_for_byte(grown: Grown, tmp_path: Path) 
 def test_a_new_cycle_uploads_only_its_new_objects(
     grown: Grown, s3: S3, record_property: Callable[[str, object], None]
 ) -> None:
-    workspace, before, after = grown.workspace, grown.after_c1, grown.after_c2
-    snapshot = json.loads((workspace / "cycles" / "c2" / "snapshot.json").read_text())
-    assert snapshot["new_shard"] == "c2.parquet", "cycle 2 must accept a batch for this test"
+    workspace, before, after = grown.workspace, grown.after_push, grown.after_c3
+    snapshot = json.loads((workspace / "cycles" / "c3" / "snapshot.json").read_text())
+    assert snapshot["new_shard"] == "c3.parquet", "cycle 3 must accept a batch for this test"
 
     # nothing already on the remote was sent again: one version each, untouched
     for key, versions in before.items():
-        assert after[key] == versions, f"{key} was re-sent by cycle 2"
+        assert after[key] == versions, f"{key} was re-sent by cycle 3"
     seed_md5 = lock_outs(workspace, {"prepare"})["data/prepared"]
     entries = s3.read_json(grown.bucket, object_key(seed_md5))
     seed = object_key(next(e["md5"] for e in entries if e["relpath"] == "seed.parquet"))
-    c1_trainset = lock_outs(workspace, {"snapshot@c1"})["cycles/c1/trainset"]
-    c1_entries = s3.read_json(grown.bucket, object_key(c1_trainset))
-    c1_shard = object_key(next(e["md5"] for e in c1_entries if e["relpath"] == "c1.parquet"))
-    for key in (seed, c1_shard):
+    c2_trainset = lock_outs(workspace, {"snapshot@c2"})["cycles/c2/trainset"]
+    c2_entries = s3.read_json(grown.bucket, object_key(c2_trainset))
+    c2_shard = object_key(next(e["md5"] for e in c2_entries if e["relpath"] == "c2.parquet"))
+    for key in (seed, c2_shard):
         assert len(after[key]) == 1 and after[key] == before[key]
 
-    # what cycle 2 sent is exactly what its stages produced that the remote lacked
-    c2_outs = set(lock_outs(workspace, {stage_name(step, "c2") for step in CYCLE_STEPS}).values())
+    # what cycle 3 sent is exactly what its stages produced that the remote lacked
+    c3_outs = set(lock_outs(workspace, {stage_name(step, "c3") for step in CYCLE_STEPS}).values())
     sent = {key: vs for key, vs in after.items() if key not in before}
-    assert set(sent) == remote_keys(s3, grown.bucket, c2_outs) - set(before)
+    assert dvc_objects(sent) == remote_keys(s3, grown.bucket, c3_outs) - set(before)
     assert all(len(vs) == 1 for vs in sent.values())
 
     # the training set's share of that upload: the new shard and the small manifest
-    trainset_md5 = lock_outs(workspace, {"snapshot@c2"})["cycles/c2/trainset"]
+    trainset_md5 = lock_outs(workspace, {"snapshot@c3"})["cycles/c3/trainset"]
     trainset_keys = remote_keys(s3, grown.bucket, {trainset_md5})
     uploaded = sum(v.size for key in trainset_keys & set(sent) for v in sent[key])
-    new_shard = (workspace / "cycles" / "c2" / "trainset" / "c2.parquet").stat().st_size
+    new_shard = (workspace / "cycles" / "c3" / "trainset" / "c3.parquet").stat().st_size
     manifest = after[object_key(trainset_md5)][0].size
     ratio = uploaded / (new_shard + manifest)
     record_property("trainset_upload_ratio", round(ratio, 3))
-    print(f"cycle 2 trainset upload: {uploaded} B for a {new_shard} B shard + {manifest} B .dir")
+    print(f"cycle 3 trainset upload: {uploaded} B for a {new_shard} B shard + {manifest} B .dir")
     assert manifest < 1024 and ratio <= 1.2, (uploaded, new_shard, manifest)
 
 
-def test_resuming_the_grown_run_redid_no_stage(grown: Grown) -> None:
+def test_growing_the_run_redid_no_stage(grown: Grown) -> None:
+    assert grown.kept_after == grown.kept  # no earlier output was written again
     counts = stage_counts(grown.workspace)
     assert counts and max(counts.values()) == 1, counts
-    assert {stage for stage, _ in counts} >= {"prepare", "bootstrap", "promote@c1", "promote@c2"}
+    assert {stage for stage, _ in counts} >= {"prepare", "bootstrap", "promote@c2", "promote@c3"}
     assert lineage.verify(Layout(grown.workspace).ledger) == []
 
 
@@ -279,10 +327,14 @@ def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
     workspace = make_workspace(
         tmp_path / "repo", cycles=1, overrides=s3.overrides(bucket, endpoint=dead)
     )
-    # botocore's own retries (5 attempts with backoff) would add ~10 s per push attempt here
+    # botocore's own retries (5 attempts with backoff) would add ~10 s per push attempt here,
+    # and the task's own retries wait 5 s each: the same retries, without the waits
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    from flows import flywheel as flow
 
-    with pytest.raises(Exception) as failure:
+    monkeypatch.setattr(flow, "push", flow.push.with_options(retry_delay_seconds=0))
+
+    with pytest.raises(RemoteError) as failure:
         run_flow(workspace)
 
     assert f"127.0.0.1:{closed_port}" in str(failure.value), str(failure.value)
@@ -294,6 +346,8 @@ def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
     ledger = Layout(workspace).ledger
     kept = ledger.read_text()
     assert {r["stage"] for r in lineage.read(ledger)} == {"prepare", "bootstrap"}
+    finished = [Layout(workspace).prepared, Layout(workspace).cycle("c0")]
+    outputs = mtimes(workspace, finished)
 
     monkeypatch.delenv("AWS_MAX_ATTEMPTS")
     update_params_file(workspace / "params.yaml", [f"remote.endpoint_url={s3.endpoint}"], None)
@@ -301,11 +355,13 @@ def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
 
     assert [r["cycle"] for r in results] == ["c0", "c1"] and all(r["complete"] for r in results)
     assert ledger.read_text().startswith(kept)  # earlier records untouched, not rewritten
+    assert mtimes(workspace, finished) == outputs  # nor the steps that wrote them run again
     counts = stage_counts(workspace)
     assert max(counts.values()) == 1, counts
     resumed = {stage for stage, _ in counts} - {"prepare", "bootstrap"}
     assert resumed == {stage_name(step, "c1") for step in CYCLE_STEPS}
     assert lineage.verify(ledger) == []
-    assert s3.keys(bucket) == remote_keys(s3, bucket, set(lock_outs(workspace).values()))
+    stored = dvc_objects(s3.keys(bucket))
+    assert stored == remote_keys(s3, bucket, set(lock_outs(workspace).values()))
     cloud = dvc(workspace, "status", "--cloud")
     assert cloud.returncode == 0 and "in sync" in cloud.stdout, cloud.stdout + cloud.stderr

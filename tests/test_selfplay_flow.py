@@ -7,14 +7,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
-from tasks.engine import lineage
+from tasks.engine import config, lineage
 from tasks.engine.files import read_json
-from tasks.engine.layout import Layout
+from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.status import cycles
-from tests.conftest import dvc, make_workspace, run_flow
+from tests.conftest import assert_champion_follows_the_gate, dvc, make_workspace, run_flow
 
 TINY_GAMES = [
     "domain.name=tictactoe",
@@ -65,19 +66,28 @@ def test_each_cycle_continues_from_the_champion_and_is_gated_by_an_arena(
     tictactoe_run: Path,
 ) -> None:
     layout = Layout(tictactoe_run)
+    rules = config.load(tictactoe_run / "params.yaml").params.promote
+    assert_champion_follows_the_gate(layout, "c0", None)
     for prev, cycle in (("c0", "c1"), ("c1", "c2")):
         champion = read_json(layout.champion(prev) / "train.json")["model_id"]
         candidate = read_json(layout.candidate(cycle) / "train.json")
         assert candidate["started_from"] == champion and candidate["steps"] >= 30
-        promotion = read_json(layout.promotion(cycle))
+        promotion = assert_champion_follows_the_gate(layout, cycle, prev)
         arena = promotion["arena"]
         assert arena["games"] == arena["wins"] + arena["draws"] + arena["losses"] > 0
         assert 0 <= arena["score"] <= 1
         before = read_json(layout.promotion(prev))["champion"]["metric"]
+        gain = promotion["candidate"]["metric"] - before
+        worst_drop = max(promotion["slice_drops"].values())
         if promotion["promoted"]:
-            assert arena["score"] >= 0.5 and promotion["candidate"]["metric"] > before
+            assert arena["score"] >= rules.min_arena_score and gain > rules.min_gain
+            assert worst_drop <= rules.max_slice_drop
+        elif promotion["reason"].startswith("slice veto"):  # each refusal shows its evidence
+            assert worst_drop > rules.max_slice_drop
+        elif promotion["reason"].startswith("arena"):
+            assert arena["score"] < rules.min_arena_score
         else:
-            assert promotion["reason"].startswith(("arena", "no gain", "slice veto"))
+            assert promotion["reason"].startswith("no gain") and gain <= rules.min_gain
 
 
 def test_learning_from_self_play_beats_the_random_network(tictactoe_run: Path) -> None:
@@ -92,7 +102,17 @@ def test_learning_from_self_play_beats_the_random_network(tictactoe_run: Path) -
 def test_dvc_and_ledger_agree_with_the_run(tictactoe_run: Path) -> None:
     status = dvc(tictactoe_run, "status")
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
-    assert lineage.verify(Layout(tictactoe_run).ledger) == []
+    layout = Layout(tictactoe_run)
+    assert lineage.verify(layout.ledger) == []
+    records = lineage.read(layout.ledger)
+    expected = [("prepare", "prepare")]
+    expected += [("bootstrap", s) for s in ("snapshot", "train", "evaluate", "promote")]
+    expected += [(f"{s}@{c}", s) for c in ("c1", "c2") for s in CYCLE_STEPS]
+    assert [(r["stage"], r["step"]) for r in records] == expected
+    snapshot = next(r for r in records if r["stage"] == "snapshot@c2")
+    lock = yaml.safe_load((tictactoe_run / "dvc.lock").read_text())["stages"]["snapshot@c2"]
+    locked = {o["path"]: o["md5"] for o in lock["outs"]}
+    assert snapshot["outputs"]["cycles/c2/trainset"] == locked["cycles/c2/trainset"]
 
 
 def test_predict_plays_a_legal_move(tictactoe_run: Path) -> None:

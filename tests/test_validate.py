@@ -10,14 +10,14 @@ import pytest
 from tasks import domains
 from tasks.domains.digits import data
 from tasks.domains.protocol import Prepared
-from tasks.engine.config import Config, ValidateParams, cycles_map, parse
+from tasks.engine.batches import UnusableInput, read_batch
+from tasks.engine.config import Config, ValidateParams, parse
 from tasks.engine.layout import Layout
+from tasks.engine.params_update import cycles_map
 from tasks.steps.validate import (
     BATCH_REJECTED,
     Outcome,
-    UnusableInput,
     describe,
-    read_batch,
     run,
     validate_batch,
 )
@@ -143,14 +143,20 @@ def test_poisoned_batch_is_rejected_naming_the_flooded_class(honest, cfg, prepar
     outcome = judge(poisoned, cfg, prepared)
     report = outcome.report
     assert report["verdict"] == "rejected"
+    others = "0, 1, 2, 4, 5, 6, 7, 8, 9"
     assert [(r["rule"], r["reason"], r["slice"]) for r in report["failed_rules"]] == [
-        ("max_slice_tvd", "slice_imbalance", "3")
+        ("max_slice_tvd", "slice_imbalance", "3"),
+        ("prior_slices_present", "slice_absent", others),
     ]
     assert report["slice_tvd"] == 0.9
     assert report["slices"]["3"] == {"accepted": 100, "share": 1.0, "prior": 0.1}
-    (line,) = describe(report)
-    assert line.startswith("max_slice_tvd (slice_imbalance) on slice 3:")
-    assert "'3' 1.000 vs prior 0.100" in line and "'0' 0.000 vs prior 0.100" in line
+    imbalance, absent = describe(report)
+    assert imbalance.startswith("max_slice_tvd (slice_imbalance) on slice 3:")
+    assert "'3' 1.000 vs prior 0.100" in imbalance and "'0' 0.000 vs prior 0.100" in imbalance
+    assert absent == (
+        f"prior_slices_present (slice_absent) on slice {others}: no row would be accepted with "
+        "label 0, 1, 2, 4, 5, 6, 7, 8 or 9, whose prior shares add up to 0.900"
+    )
     assert outcome.accepted.height == 0 and outcome.accepted.schema == poisoned.schema
     assert outcome.quarantine.drop("reasons").equals(poisoned)
     assert outcome.quarantine["reasons"].to_list() == [[BATCH_REJECTED]] * 100

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from tasks.cli import lineage, preflight
 
 app = typer.Typer(
     help="dataflywheel: a model that improves itself, one audited cycle at a time.",
@@ -16,6 +17,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+app.add_typer(lineage.app, name="lineage")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params file; its folder is the repo")]
 
@@ -34,50 +37,77 @@ def _config(params: Path) -> Any:
         raise fail(str(error)) from None
 
 
-def _prefect_defaults() -> None:
-    """Sane defaults for the ephemeral API on a small machine (DESIGN.md); env wins."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+def _portable(enabled: bool) -> None:
+    """`trainer.portable`: pin the math libraries before this process runs any torch op."""
+    if not enabled:
+        return
+    from tasks.engine import portable
+
+    try:
+        portable.enter(enabled)
+    except portable.PortableError as error:
+        raise fail(str(error)) from None
+
+
+def _lock_resolved(root: Path) -> None:
+    """Refuse to start on a dvc.lock with merge-conflict markers (DVC fails on it mid-run)."""
+    from tasks.engine.dvcrepo import lock_conflict
+
+    problem = lock_conflict(root)
+    if problem:
+        raise fail(problem)
 
 
 @app.command()
 def run(
     params: ParamsOpt = Path("params.yaml"),
-    cycles: Annotated[int | None, typer.Option(help="run N cycles (rewrites cycles)")] = None,
+    cycles: Annotated[
+        int | None, typer.Option(help="run N cycles, at most 1000 (rewrites cycles)")
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="section.key=value, repeatable; written to the params file"),
     ] = None,
 ) -> None:
     """Run the flywheel as a Prefect flow (ephemeral API unless PREFECT_API_URL is set)."""
-    from tasks.engine import config
+    from tasks.engine import config, params_update
 
-    if not params.is_file():
-        raise fail(f"{params}: params file not found")
-    try:
-        changes = config.update_params_file(params, set_ or [], cycles)
+    try:  # everything that can be checked is, before the params file is written
+        update = params_update.plan_update(params, set_ or [], cycles)
     except config.ConfigError as error:
         raise fail(str(error)) from None
-    for change in changes:
-        typer.echo(f"params: {change} (written to {params})")
-    cfg = _config(params)
-    if not (cfg.root / ".dvc").is_dir():
-        raise fail(f"{cfg.root}: not a DVC repository (run `git init && dvc init` there)")
-    _prefect_defaults()
+    root = update.config.root
+    if not (root / ".dvc").is_dir():
+        raise fail(f"{root}: not a DVC repository (run `git init && dvc init` there)")
+    _lock_resolved(root)
+    _portable(update.config.params.trainer.portable)
+    preflight.prefect_defaults()
+    try:
+        preflight.prefect_ready(lambda line: typer.echo(line, err=True))
+    except preflight.PreflightError as error:
+        raise fail(str(error)) from None
     from flows.flywheel import flywheel
     from tasks.cli.table import render
     from tasks.engine.dvcrepo import RemoteError
     from tasks.engine.runner import StepFailed
 
     try:
+        update.write()
+    except config.ConfigError as error:
+        raise fail(str(error)) from None
+    for change in update.changes:
+        typer.echo(f"params: {change} (written to {params})")
+    try:
         rows = flywheel(params_path=str(params.resolve()))
     except (StepFailed, RemoteError) as error:
         raise fail(
             f"{error}\ncompleted stages are kept; rerun the same command to resume", 1
         ) from None
+    except RuntimeError as error:  # the Prefect API went away mid-run
+        problem = preflight.prefect_problem(error)
+        if problem is None:
+            raise
+        raise fail(f"{problem}; completed stages are kept, rerun to resume") from None
     render(rows)
 
 
@@ -88,12 +118,17 @@ def status(
 ) -> None:
     """What each cycle did (reads the published records; imports no ML library)."""
     from tasks.engine import status as cycle_status
+    from tasks.engine.params_file import ConfigError
 
     if not params.is_file():
         raise fail(f"{params}: params file not found")
-    rows = cycle_status.cycles(params.resolve().parent, params)
+    _lock_resolved(params.resolve().parent)
+    try:
+        rows = cycle_status.cycles(params.resolve().parent, params)
+    except ConfigError as error:
+        raise fail(str(error)) from None
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([row.to_json() for row in rows], indent=2))
         return
     from tasks.cli.table import render
 
@@ -101,44 +136,90 @@ def status(
 
 
 @app.command()
+def report(
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="the HTML file to write; its plots go to a folder beside it (NAME_plots)"
+        ),
+    ] = Path("report.html"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """One self-contained HTML report of the run (plots embedded, no network needed to open it),
+    plus the plots as PNG files; its numbers are those of `flywheel status --json`."""
+    from tasks.audit import report as reporting
+    from tasks.audit.workspace import AuditError, Workspace
+    from tasks.engine.files import UserPathError
+
+    try:
+        workspace = Workspace.open(params)
+        layout = workspace.layout
+        keep = {
+            params: "the params file",
+            layout.ledger: "the lineage ledger",
+            workspace.root / "dvc.yaml": "dvc.yaml",
+            workspace.root / "dvc.lock": "dvc.lock",
+        }
+        reporting.check_paths(out, keep)  # before any work
+        built = reporting.build(workspace)
+        written = reporting.write(built, out, keep)
+    except (AuditError, UserPathError) as error:
+        raise fail(str(error)) from None
+    typer.echo(f"report of {built.cycles} cycles: {', '.join(str(p) for p in written)}")
+
+
+@app.command()
 def validate(
-    file: Annotated[Path, typer.Argument(help="parquet file of the domain's row schema")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="parquet file, or a dataset directory of parquet parts, of the domain's rows"
+        ),
+    ],
     domain: Annotated[str, typer.Option(help="domain name (tasks/domains/NAME)")] = "digits",
-    out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="write the JSON report to this file (not a directory)")
+    ] = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Validate a batch: exit 0 accepted, 1 rejected, 2 unusable input."""
-    from tasks.engine import config
-    from tasks.engine.files import write_json
+    from tasks.engine import config, params_file
+    from tasks.engine.files import UserPathError, json_text, user_output_path, write_user_file
 
-    raw: dict[str, Any] = {}
-    if params.is_file():
-        import yaml
-
-        raw = yaml.safe_load(params.read_text()) or {}
-    try:
-        cfg = config.parse(
-            {**raw, "domain": {**raw.get("domain", {}), "name": domain}},
-            params.resolve().parent,
-            source=str(params),
-        )
+    try:  # params are read as every command reads them; the --domain option wins
+        raw = params_file.read_params(params) if params.is_file() else {}
+        chosen_section = raw.get("domain") or {}
+        if isinstance(chosen_section, dict):
+            raw = {**raw, "domain": {**chosen_section, "name": domain}}
+        cfg = config.parse(raw, params.resolve().parent, source=str(params))
     except config.ConfigError as error:
         raise fail(str(error)) from None
-    _prefect_defaults()
+    # the report's path is checked before any work, and again when it is written
+    keep = {file: "the batch being validated", params: "the params file"}
+    try:
+        if out is not None:
+            user_output_path(out, keep, suggest="report.json")
+    except UserPathError as error:
+        raise fail(str(error)) from None
+    preflight.prefect_defaults()
     from tasks import domains
+    from tasks.engine.batches import UnusableInput, read_batch
     from tasks.steps import validate as validation
 
     chosen = domains.load(domain)
     try:
-        batch = validation.read_batch(file, chosen.schema(cfg.domain))
-    except validation.UnusableInput as error:
+        batch = read_batch(file, chosen.schema(cfg.domain))
+    except UnusableInput as error:
         raise fail(str(error)) from None
     outcome = validation.validate_batch(
         batch, chosen, cfg.domain, cfg.params.validate_, known_ids=set(), cycle="file"
     )
     report = outcome.report
     if out is not None:
-        write_json(out, report)
+        try:
+            write_user_file(out, json_text(report), keep, suggest="report.json")
+        except UserPathError as error:
+            raise fail(str(error)) from None
     typer.echo(
         f"{file}: {report['verdict']} ({report['accepted_rows']} accepted, "
         f"{report['quarantined_rows']} quarantined of {report['rows']})"
@@ -152,12 +233,14 @@ def validate(
 def predict(
     model: Annotated[Path, typer.Option(help="model file, e.g. cycles/c6/champion/model.pt")],
 ) -> None:
-    """JSON lines in on stdin, one prediction per line out, in order; exit 1 if any failed."""
+    """JSON lines in on stdin, one answer per non-blank line out, in order (an error record names
+    its input line); exit 1 if any line failed, 2 if the model file is refused."""
     from tasks.cli import predict as predictor
+    from tasks.engine.models import ModelFileError
 
-    try:
-        failed = predictor.stream(model, sys.stdin, sys.stdout)
-    except (FileNotFoundError, ValueError) as error:
+    try:  # bytes, decoded line by line: the locale never decides, one bad line never ends it
+        failed = predictor.stream(model, sys.stdin.buffer, sys.stdout)
+    except (FileNotFoundError, ModelFileError) as error:
         raise fail(str(error)) from None
     raise typer.Exit(1 if failed else 0)
 
@@ -175,7 +258,9 @@ def step(
 ) -> None:
     """Run one step (what each dvc.yaml stage calls)."""
     cfg = _config(params)
-    _prefect_defaults()
+    _lock_resolved(cfg.root)
+    _portable(cfg.params.trainer.portable)
+    preflight.prefect_defaults()
     from tasks import steps
     from tasks.engine.runner import StepFailed, run_step
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
 
+from tasks.engine.records import CycleStatus
 
-def _num(value: Any) -> str:
+
+def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def render(rows: list[dict[str, Any]]) -> None:
+def render(rows: Sequence[CycleStatus]) -> None:
     table = Table(title="dataflywheel cycles")
     for column in (
         "cycle",
@@ -28,16 +30,16 @@ def render(rows: list[dict[str, Any]]) -> None:
     ):
         table.add_column(column)
     for row in rows:
-        worst = row["worst_slice_metric"]
+        worst = row.worst_slice_metric
         table.add_row(
-            row["cycle"],
-            row["verdict"] or "pending",
-            str(row["accepted_rows"] if row["accepted_rows"] is not None else "-"),
-            str(row["quarantined_rows"] if row["quarantined_rows"] is not None else "-"),
-            _num(row["metric"]),
-            "-" if worst is None else f"{worst:.4f} ({row['worst_slice']})",
-            {True: "yes", False: "no", None: "-"}[row["promoted"]],
-            row["champion"] or "-",
-            (row["snapshot"] or "-")[:12],
+            row.cycle,
+            row.verdict or "pending",
+            str(row.accepted_rows if row.accepted_rows is not None else "-"),
+            str(row.quarantined_rows if row.quarantined_rows is not None else "-"),
+            _num(row.metric),
+            "-" if worst is None else f"{worst:.4f} ({row.worst_slice})",
+            {True: "yes", False: "no", None: "-"}[row.promoted],
+            row.champion or "-",
+            (row.snapshot or "-")[:12],
         )
     Console(width=None if sys.stdout.isatty() else 132).print(table)

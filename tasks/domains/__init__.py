@@ -10,10 +10,10 @@ import importlib
 import pkgutil
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tasks.domains.protocol import Domain
+    from tasks.domains.protocol import AnyDomain, Section
 
 _HERE = Path(__file__).parent
 
@@ -28,12 +28,15 @@ def available() -> frozenset[str]:
     )
 
 
-def config_class(name: str) -> Any:
-    return importlib.import_module(f"tasks.domains.{name}.config").Config
+def config_class(name: str) -> type[Section]:
+    """The model that validates the domain's params section (cheap: no torch, no polars)."""
+    config: type[Section] = importlib.import_module(f"tasks.domains.{name}.config").Config
+    return config
 
 
-def load(name: str) -> Domain:
+def load(name: str) -> AnyDomain:
+    """The domain named `name`; its config is the section `config_class(name)` validates."""
     if name not in available():
         raise KeyError(f"unknown domain {name!r}; available: {', '.join(sorted(available()))}")
-    domain: Domain = importlib.import_module(f"tasks.domains.{name}").DOMAIN
+    domain: AnyDomain = importlib.import_module(f"tasks.domains.{name}").DOMAIN
     return domain

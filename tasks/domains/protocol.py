@@ -14,10 +14,11 @@ up); `expectations` judges the rows (and those derived columns) with Great Expec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+
+from tasks.domains.section import Section
 
 if TYPE_CHECKING:
     import torch
@@ -32,12 +33,6 @@ PROVENANCE: dict[str, pl.DataType] = {
     "method": pl.String(),  # how it was produced: seed, balanced, threshold, ...
     "confidence": pl.Float64(),
 }
-
-
-class Section(BaseModel):
-    """Base of every params section, the engine's and each domain's: frozen, no unknown keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)
@@ -84,21 +79,28 @@ class Evaluation:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class Domain(Protocol):
+C = TypeVar("C", bound=Section, contravariant=True)
+"""A domain's own params section (`tasks/domains/<name>/config.py: Config`). Contravariant: the
+config only goes in, so a domain that accepts any Section serves wherever one section is due."""
+
+
+class Domain(Protocol[C]):
+    """What the engine asks of a domain; `C` is the type of the domain's params section."""
+
     name: str
     metric_name: str
     slice_column: str
 
-    def schema(self, cfg: Any) -> dict[str, pl.DataType]:
+    def schema(self, cfg: C) -> dict[str, pl.DataType]:
         """Columns (name -> dtype) of a candidate or training row, provenance included."""
         ...
 
-    def prepare(self, cfg: Any, seed: int) -> Prepared:
+    def prepare(self, cfg: C, seed: int) -> Prepared:
         """Seed, eval and pool. Seed and pool may be empty (self-play has no human data: the
         engine then keeps cycle 0's network at its seeded random initialisation)."""
         ...
 
-    def check_columns(self, batch: pl.DataFrame, cfg: Any) -> pl.DataFrame:
+    def check_columns(self, batch: pl.DataFrame, cfg: C) -> pl.DataFrame:
         """`batch` plus derived columns (named `check_*`) that the suite's rules read.
 
         Must not raise on bad rows: a row that cannot be judged gets nulls. The engine drops the
@@ -106,22 +108,22 @@ class Domain(Protocol):
         """
         ...
 
-    def expectations(self, cfg: Any) -> list[Expectation]:
+    def expectations(self, cfg: C) -> list[Expectation]:
         """The domain's quality suite; bump `suite_version` when it changes."""
         ...
 
     suite_version: str
 
-    def bias_checks(self, passed: pl.DataFrame, cfg: Any) -> list[Check]:
+    def bias_checks(self, passed: pl.DataFrame, cfg: C) -> list[Check]:
         """Batch-level checks on the rows that passed every row rule; a failed one rejects."""
         ...
 
-    def slice_prior(self, cfg: Any) -> dict[str, float] | None:
+    def slice_prior(self, cfg: C) -> dict[str, float] | None:
         """Expected share of accepted rows per slice value (as strings), gated by the engine's
         `validate.max_slice_tvd`; None when the domain judges its batch mix in `bias_checks`."""
         ...
 
-    def build_network(self, cfg: Any) -> torch.nn.Module: ...
+    def build_network(self, cfg: C) -> torch.nn.Module: ...
 
     def generate(
         self,
@@ -130,20 +132,20 @@ class Domain(Protocol):
         trainset: pl.DataFrame,
         cycle: int,
         generator: str,
-        cfg: Any,
+        cfg: C,
         seed: int,
     ) -> pl.DataFrame:
         """Candidate rows for this cycle, produced by the champion `network`."""
         ...
 
-    def training_module(self, network: torch.nn.Module, cfg: Any) -> LightningModule: ...
+    def training_module(self, network: torch.nn.Module, cfg: C) -> LightningModule: ...
 
-    def train_loader(self, trainset: pl.DataFrame, cfg: Any, seed: int) -> DataLoader[Any]:
+    def train_loader(self, trainset: pl.DataFrame, cfg: C, seed: int) -> DataLoader[Any]:
         """Batches from the accumulated training set; a domain may read a window of it (a replay
         window), but the snapshot itself always keeps every row. Never called with no rows."""
         ...
 
-    def max_steps(self, trainset: pl.DataFrame, cfg: Any) -> int:
+    def max_steps(self, trainset: pl.DataFrame, cfg: C) -> int:
         """Optimiser steps for this cycle's training run (it may scale with the newest rows)."""
         ...
 
@@ -151,22 +153,23 @@ class Domain(Protocol):
     """True: a cycle's candidate starts from the champion's weights (self-play keeps learning);
     False: it is trained from scratch on the whole training set (digits, arith: ReST-EM)."""
 
-    def evaluate(
-        self, network: torch.nn.Module, eval_set: pl.DataFrame, cfg: Any
-    ) -> Evaluation: ...
+    def evaluate(self, network: torch.nn.Module, eval_set: pl.DataFrame, cfg: C) -> Evaluation: ...
 
     plays_arena: bool
     """Whether promotion also needs the candidate to hold its own head to head (games)."""
 
     def arena(
-        self, candidate: torch.nn.Module, champion: torch.nn.Module, cfg: Any
+        self, candidate: torch.nn.Module, champion: torch.nn.Module, cfg: C
     ) -> dict[str, Any]:
         """Candidate against champion; the result's `score` (points share, 0-1) is gated by
         `promote.min_arena_score`. Only called when `plays_arena` is true."""
         ...
 
-    def predict(
-        self, network: torch.nn.Module, request: dict[str, Any], cfg: Any
-    ) -> dict[str, Any]:
+    def predict(self, network: torch.nn.Module, request: dict[str, Any], cfg: C) -> dict[str, Any]:
         """One prediction for one JSON request; raise ValueError for a malformed request."""
         ...
+
+
+AnyDomain: TypeAlias = Domain[Any]
+"""A domain picked at run time by name: its config type is known only once params are parsed
+(the engine hands it the section `config.parse` validated with that domain's own model)."""

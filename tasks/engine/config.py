@@ -3,34 +3,32 @@
 Every section is a pydantic model that forbids unknown keys, so a typo fails before any work
 starts, with the key's dotted path in the message. Each domain validates its own section with
 its own model (`tasks/domains/<name>/config.py`).
+
+The file is read through `tasks/engine/params_file.py` (strict YAML: repeated keys refused);
+`--set` and `--cycles` are written by `tasks/engine/params_update.py`.
 """
 
 from __future__ import annotations
 
-import io
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-import yaml
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks import domains
-from tasks.domains.protocol import Section
-
-PARAMS_FILE = "params.yaml"
-
-
-class ConfigError(ValueError):
-    """params are malformed; the message names the file and the key."""
+from tasks.domains.section import Section
+from tasks.engine.params_file import MAX_CYCLES, PARAMS_FILE, ConfigError, read_params
 
 
 class DomainChoice(Section):
     name: str = "digits"
     """Which package under tasks/domains/ runs; its own section holds its knobs."""
-    seed: int = 0
-    """One seed for every random choice of the run (splits, sampling, training)."""
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    """One seed for every random choice of the run (splits, sampling, training); numpy and
+    Lightning take 0 to 2**32 - 1."""
 
 
 class CycleItem(Section):
@@ -64,6 +62,17 @@ class TrainerParams(Section):
     threads: int = Field(1, ge=1)
     """torch intra-op threads. 1 by default: on 2 shared cores, 2 threads made a 300-step fit
     3x slower whenever the other core was busy (7.6 s vs 2.4-2.8 s); idle, 2 gain only 1.3x."""
+    portable: bool = False
+    """Results that agree across x86-64 machines, at about twice the training CPU time: torch's
+    kernels at their baseline level, MKL in its reproducible mode, oneDNN off, one thread (see
+    `tasks/engine/portable.py` for what was measured). Off, runs repeat exactly on one machine
+    but CPUs with other vector units round differently (digits c0: 0.8868 to 0.9054)."""
+
+    @model_validator(mode="after")
+    def _portable_one_thread(self) -> TrainerParams:
+        if self.portable and self.threads != 1:
+            raise ValueError("portable: true needs threads: 1 (2 threads sum in another order)")
+        return self
 
 
 class RemoteParams(Section):
@@ -75,6 +84,72 @@ class RemoteParams(Section):
     push: bool = True
     """The flow pushes each cycle's outputs when it completes."""
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if not url.strip():  # DVC would take the workspace itself as the remote
+            raise ValueError("empty; name a local directory (e.g. .remote) or s3://bucket/prefix")
+        if url.startswith("s3://") and not urlsplit(url).netloc:
+            raise ValueError("no bucket; expected s3://bucket/prefix")
+        return url
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, url: str | None) -> str | None:
+        if url is not None:  # boto3 says only "Invalid endpoint", at the first push
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("expected http://host:port or https://host (null means AWS)")
+        return url
+
+
+class LineageParams(Section):
+    """Where OpenLineage run events go (`tasks/engine/openlineage.py`). Every stage reads this
+    section, yet no stage's `dvc.yaml` entry names it: it changes where events are sent, never
+    what a stage writes, so changing it reruns nothing."""
+
+    openlineage_file: str | None = "lineage/openlineage.jsonl"
+    """JSON lines file that gets every event, appended (relative to the workspace); null: none."""
+    openlineage_url: str | None = None
+    """An OpenLineage consumer (Marquez, ...) that also gets every event: http(s)://host:port.
+    Unreachable, it costs a warning, never a step. No credentials in the URL."""
+    openlineage_endpoint: str = "api/v1/lineage"
+    """The path events are POSTed to, joined to the URL (Marquez's is the default)."""
+    namespace: str | None = None
+    """The jobs' namespace; null: dataflywheel://<the workspace's folder name>."""
+
+    @field_validator("openlineage_file")
+    @classmethod
+    def _file(cls, path: str | None) -> str | None:
+        if path is not None and (not path.strip() or path.endswith(("/", "\\")) or "\0" in path):
+            raise ValueError("expected a file path, e.g. lineage/openlineage.jsonl (null: no file)")
+        return path
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        """Invariant 7; checked on the whole section, so the error does not echo the URL."""
+        url = data.get("openlineage_url") if isinstance(data, Mapping) else None
+        if isinstance(url, str) and "@" in urlsplit(url).netloc:
+            raise ValueError("openlineage_url: credentials do not belong in params")
+        return data
+
+    @field_validator("openlineage_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("expected http://host:port or https://host (null: no consumer)")
+        return url
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: str | None) -> str | None:
+        if namespace is not None and not namespace.strip():
+            raise ValueError("empty; name a namespace or leave it null")
+        return namespace
+
 
 class Params(Section):
     domain: DomainChoice = DomainChoice()
@@ -84,8 +159,16 @@ class Params(Section):
     promote: PromoteParams = PromoteParams()
     trainer: TrainerParams = TrainerParams()
     remote: RemoteParams = RemoteParams()
+    lineage: LineageParams = LineageParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("cycles", mode="before")
+    @classmethod
+    def _cycles_count(cls, cycles: Any) -> Any:
+        if isinstance(cycles, Mapping) and len(cycles) > MAX_CYCLES:
+            raise ValueError(f"{len(cycles)} cycles listed; at most {MAX_CYCLES}")
+        return cycles
 
     @model_validator(mode="after")
     def _cycles_chain(self) -> Params:
@@ -104,7 +187,8 @@ class Config:
     """Everything a step may read: engine params plus the chosen domain's section."""
 
     params: Params
-    domain: Any  # the chosen domain's own Section subclass
+    domain: Section
+    """The chosen domain's own section, validated by `domains.config_class(domain_name)`."""
     raw: dict[str, Any]
     root: Path
 
@@ -146,6 +230,12 @@ def parse(raw: dict[str, Any], root: Path, source: str = PARAMS_FILE) -> Config:
         params = Params.model_validate(engine_raw)
     except ValidationError as error:
         raise ConfigError(f"{source}: invalid params\n{_describe(error)}") from None
+    remote = params.remote.url
+    if "://" not in remote and (root / remote).resolve() == root.resolve():
+        raise ConfigError(
+            f"{source}: remote.url: {remote!r} is the workspace itself; name a directory of its "
+            "own (the default is .remote) or s3://bucket/prefix"
+        )
     if params.domain.name not in known:
         raise ConfigError(
             f"{source}: domain.name: unknown domain {params.domain.name!r}; "
@@ -164,69 +254,4 @@ def parse(raw: dict[str, Any], root: Path, source: str = PARAMS_FILE) -> Config:
 def load(path: Path) -> Config:
     """Read and validate a params file; its directory is the workspace root."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: params file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse(raw, path.resolve().parent, source=str(path))
-
-
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`section.key=value` -> (["section", "key"], value parsed as a YAML scalar)."""
-    key, sep, value = text.partition("=")
-    if not sep or not _KEY.match(key.strip()):
-        raise ConfigError(f"--set {text!r}: expected section.key=value")
-    return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
-
-
-def cycles_map(count: int) -> dict[str, dict[str, str]]:
-    """The `cycles` section for `count` cycles: c1..cN, each naming its predecessor."""
-    if count < 0:
-        raise ConfigError(f"--cycles {count}: must be 0 or more")
-    return {f"c{k}": {"prev": f"c{k - 1}"} for k in range(1, count + 1)}
-
-
-def update_params_file(path: Path, overrides: list[str], cycles: int | None) -> list[str]:
-    """Apply overrides to the params file in place, keeping its comments; validate first.
-
-    The file is rewritten (like `dvc exp run --set-param`) so that `dvc status` and `dvc repro`
-    see the same params the flow ran with. Returns a description of each change.
-    """
-    from ruamel.yaml import YAML
-
-    rt = YAML()
-    rt.preserve_quotes = True
-    doc = rt.load(path.read_text()) or {}
-    changes = []
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = doc
-        for key in keys[:-1]:
-            if key not in node or node[key] is None:
-                node[key] = {}
-            node = node[key]
-        node[keys[-1]] = value
-        changes.append(f"{'.'.join(keys)}={value!r}")
-    if cycles is not None:
-        doc["cycles"] = cycles_map(cycles)
-        changes.append(f"cycles=c1..c{cycles}" if cycles else "cycles=[]")
-    # validate the would-be params before touching the file
-    plain = yaml.safe_load(_dump(rt, doc))
-    parse(plain, path.resolve().parent, source=str(path))
-    if changes:
-        from tasks.engine.files import atomic_path
-
-        with atomic_path(path) as tmp:
-            tmp.write_text(_dump(rt, doc))
-    return changes
-
-
-def _dump(rt: Any, doc: Any) -> str:
-    buffer = io.StringIO()
-    rt.dump(doc, buffer)
-    return buffer.getvalue()
+    return parse(read_params(path), path.resolve().parent, source=str(path))

@@ -34,6 +34,12 @@ class Layout:
     def ledger(self) -> Path:
         return self.root / "lineage" / "ledger.jsonl"
 
+    @property
+    def plots(self) -> Path:
+        """One row per cycle for `dvc plots show` (dvc.yaml's top-level `plots:` names it); the
+        flow writes it after each promotion, outside any stage, so `dvc status` stays clean."""
+        return self.root / "plots" / "cycles.json"
+
     def cycle(self, cycle: str) -> Path:
         return self.root / "cycles" / cycle
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from tasks.engine import lineage
+from tasks.engine import integrity, lineage, openlineage
 from tasks.engine.config import Config
 from tasks.engine.files import canonical_hash
 from tasks.engine.layout import Layout, stage_name
@@ -64,14 +64,16 @@ def run_step(cfg: Config, step: Step, cycle: str | None = None) -> StepResult:
         cfg.prev_of(cycle)  # the cycle must be listed in params
     per_cycle = cycle if step.per_cycle else None
     stage = stage_name(step.name, per_cycle)
-    started = time.perf_counter()  # step modules import ML libraries inside: the ledger times
-    try:  # the work and those imports, as it always did for the step's own first use
-        result = step.run(cfg, per_cycle)
-    except Exception as error:
-        raise StepFailed(f"{stage} failed: {type(error).__name__}: {error}") from error
-    seconds = time.perf_counter() - started
-    io = stage_hashes(cfg, step.name, per_cycle)  # once per stage, even for bootstrap's records
-    for inner_step, inner in result.records or [(step.name, result)]:
-        took = inner.seconds if inner.seconds is not None else seconds
-        record(cfg, stage, inner_step, per_cycle, inner, took, io)
+    with openlineage.stage_run(cfg, step.name, per_cycle):  # START; COMPLETE after the record
+        started = time.perf_counter()  # step modules import ML libraries inside: the ledger
+        try:  # times the work and those imports, as it always did for the step's own first use
+            integrity.check_inputs(cfg, step.name, per_cycle)  # inputs are what was recorded
+            result = step.run(cfg, per_cycle)
+        except Exception as error:
+            raise StepFailed(f"{stage} failed: {type(error).__name__}: {error}") from error
+        seconds = time.perf_counter() - started
+        io = stage_hashes(cfg, step.name, per_cycle)  # once per stage, even for bootstrap's
+        for inner_step, inner in result.records or [(step.name, result)]:
+            took = inner.seconds if inner.seconds is not None else seconds
+            record(cfg, stage, inner_step, per_cycle, inner, took, io)
     return result

@@ -6,12 +6,15 @@ Deliberately light: it imports only json and yaml, so `flywheel status` answers 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import yaml
-
+from tasks.engine import params_file
 from tasks.engine.layout import MODEL_FILE, Layout
+from tasks.engine.records import CycleStatus, Evaluated, Promotion, evaluation_from_json
+
+T = TypeVar("T")
 
 FIELDS = (
     "cycle",
@@ -34,13 +37,28 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _parsed(path: Path, parse: Callable[[Mapping[str, Any]], T]) -> T | None:
+    """The typed record in `path`; None when absent or not one the engine writes."""
+    data = _read(path)
+    if data is None:
+        return None
+    try:
+        return parse(data)
+    except ValueError:
+        return None
+
+
 def cycle_ids(params_path: Path) -> list[str]:
-    raw = yaml.safe_load(params_path.read_text()) or {}
-    return ["c0", *(raw.get("cycles") or {})]
+    """c0 and the cycles params list, read as every command reads params (ConfigError if bad)."""
+    return [
+        "c0",
+        *params_file.listed_cycles(params_file.read_params(params_path), str(params_path)),
+    ]
 
 
-def cycle_record(layout: Layout, cycle: str) -> dict[str, Any]:
+def cycle_record(layout: Layout, cycle: str) -> CycleStatus:
     snapshot = _read(layout.snapshot(cycle)) or {}
+    validation: dict[str, Any]
     if cycle == "c0":  # cycle 0 validates nothing: the seed is human-labelled
         validation = {
             "verdict": "seed",
@@ -49,30 +67,30 @@ def cycle_record(layout: Layout, cycle: str) -> dict[str, Any]:
         }
     else:
         validation = _read(layout.validation(cycle)) or {}
-    evaluation = _read(layout.evaluation(cycle)) or {}
-    promotion = _read(layout.promotion(cycle))
-    champion = (promotion or {}).get("champion", {})
-    worst = evaluation.get("worst_slice") or {}
-    return {
-        "cycle": cycle,
-        "verdict": validation.get("verdict"),
-        "promoted": None if promotion is None else promotion["promoted"],
-        "reason": None if promotion is None else promotion["reason"],
-        "metric": evaluation.get("metric"),
-        "worst_slice": worst.get("slice"),
-        "worst_slice_metric": worst.get("metric"),
-        "champion": champion.get("model_id"),
-        "champion_metric": champion.get("metric"),
-        "accepted_rows": validation.get("accepted_rows"),
-        "quarantined_rows": validation.get("quarantined_rows"),
-        "snapshot": snapshot.get("dataset_md5"),
-        "model": (layout.champion(cycle) / MODEL_FILE).relative_to(layout.root).as_posix()
-        if promotion is not None
-        else None,
-        "complete": promotion is not None,
-    }
+    evaluation = _parsed(layout.evaluation(cycle), evaluation_from_json)
+    evaluated = evaluation if isinstance(evaluation, Evaluated) else None
+    worst = evaluated.worst_slice if evaluated else None
+    promotion = _parsed(layout.promotion(cycle), Promotion.from_json)
+    champion = promotion.champion if promotion else None
+    model = (layout.champion(cycle) / MODEL_FILE).relative_to(layout.root).as_posix()
+    return CycleStatus(
+        cycle=cycle,
+        verdict=validation.get("verdict"),
+        promoted=promotion.decision.promoted if promotion else None,
+        reason=promotion.decision.reason if promotion else None,
+        metric=evaluated.metric if evaluated else None,
+        worst_slice=worst.slice if worst else None,
+        worst_slice_metric=worst.metric if worst else None,
+        champion=champion.model_id if champion else None,
+        champion_metric=champion.metric if champion else None,
+        accepted_rows=validation.get("accepted_rows"),
+        quarantined_rows=validation.get("quarantined_rows"),
+        snapshot=snapshot.get("dataset_md5"),
+        model=model if promotion else None,
+        complete=promotion is not None,
+    )
 
 
-def cycles(root: Path, params_path: Path | None = None) -> list[dict[str, Any]]:
+def cycles(root: Path, params_path: Path | None = None) -> list[CycleStatus]:
     layout = Layout(root)
     return [cycle_record(layout, c) for c in cycle_ids(params_path or root / "params.yaml")]

@@ -8,41 +8,42 @@ classes swapped inside a balanced histogram.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from tasks import domains
 from tasks.engine.config import Config, PromoteParams
 from tasks.engine.files import atomic_path, read_json, write_json
 from tasks.engine.layout import MODEL_FILE, Layout
-from tasks.engine.records import StepResult
-
-
-@dataclass(frozen=True)
-class Decision:
-    promoted: bool
-    reason: str
-    slice_drops: dict[str, float] = field(default_factory=dict)
+from tasks.engine.records import (
+    Champion,
+    Decision,
+    Evaluated,
+    EvaluationRecord,
+    NotEvaluated,
+    Promotion,
+    StepResult,
+    evaluation_from_json,
+)
 
 
 def decide(
-    candidate: dict[str, Any],
-    champion: dict[str, Any] | None,
+    candidate: EvaluationRecord,
+    champion: Evaluated | None,
     rules: PromoteParams,
-    arena: dict[str, Any] | None = None,
+    arena: Mapping[str, Any] | None = None,
 ) -> Decision:
-    """Pure gate: candidate and champion are evaluation records (see evaluate.py); `arena` is
-    the head-to-head result for domains that play one."""
-    if not candidate.get("evaluated"):
-        return Decision(False, f"no candidate: {candidate.get('reason', 'not evaluated')}")
+    """Pure gate on two evaluation records (see evaluate.py); `arena` is the head-to-head
+    result for domains that play one."""
+    if isinstance(candidate, NotEvaluated):
+        return Decision(False, f"no candidate: {candidate.reason}")
     if champion is None:
         return Decision(True, "first model: no champion to beat")
     drops = {
-        s: round(champion["slices"][s] - candidate["slices"].get(s, 0.0), 6)
-        for s in champion["slices"]
+        s: round(champion.slices[s] - candidate.slices.get(s, 0.0), 6) for s in champion.slices
     }
     vetoed = {s: d for s, d in drops.items() if d > rules.max_slice_drop}
-    gain = candidate["metric"] - champion["metric"]
+    gain = candidate.metric - champion.metric
     if vetoed:
         worst = max(vetoed, key=lambda s: (vetoed[s], s))
         return Decision(
@@ -60,8 +61,8 @@ def decide(
     if gain <= rules.min_gain:
         return Decision(
             False,
-            f"no gain: {candidate['metric']:.4f} vs champion "
-            f"{champion['metric']:.4f} (needs > +{rules.min_gain})",
+            f"no gain: {candidate.metric:.4f} vs champion "
+            f"{champion.metric:.4f} (needs > +{rules.min_gain})",
             drops,
         )
     return Decision(True, f"better by {gain:+.4f}, no slice fell beyond the bound", drops)
@@ -79,36 +80,33 @@ def head_to_head(cfg: Config, layout: Layout, cycle: str) -> dict[str, Any] | No
     return domain.arena(candidate, champion, cfg.domain)
 
 
-def publish(cfg: Config, cycle: str, champion_record: dict[str, Any] | None) -> StepResult:
+def publish(cfg: Config, cycle: str, previous: Promotion | None) -> StepResult:
     """Decide, then publish this cycle's champion directory and promotion record."""
     layout = Layout(cfg.root)
-    candidate = read_json(layout.evaluation(cycle))
-    current = champion_record["champion"] if champion_record else None
-    arena = head_to_head(cfg, layout, cycle) if candidate.get("evaluated") and current else None
+    candidate = evaluation_from_json(read_json(layout.evaluation(cycle)))
+    current = previous.champion if previous else None
+    evaluated = isinstance(candidate, Evaluated)
+    arena = head_to_head(cfg, layout, cycle) if evaluated and current else None
     decision = decide(candidate, current, cfg.params.promote, arena)
     source = layout.candidate(cycle) if decision.promoted else layout.champion(cfg.prev_of(cycle))
     with atomic_path(layout.champion(cycle)) as tmp:
         shutil.copytree(source, tmp)
-    champion = candidate if decision.promoted else current
-    if champion is None:
+    if decision.promoted and isinstance(candidate, Evaluated):  # the gate promotes no other
+        champion = Champion.crown(candidate, cycle)
+    elif current is not None:
+        champion = current
+    else:
         raise ValueError(f"promote@{cycle}: no champion and no trainable candidate")
-    from_cycle = cycle if decision.promoted else champion["from_cycle"]
-    record = {
-        "cycle": cycle,
-        "promoted": decision.promoted,
-        "reason": decision.reason,
-        "slice_drops": decision.slice_drops,
-        "arena": arena,
-        "candidate": candidate,
-        "champion": {**champion, "from_cycle": from_cycle},
-    }
-    write_json(layout.promotion(cycle), record)
+    record = Promotion(
+        cycle=cycle, decision=decision, arena=arena, candidate=candidate, champion=champion
+    )
+    write_json(layout.promotion(cycle), record.to_json())
     return StepResult(
         verdict="promoted" if decision.promoted else "kept_champion",
         metrics={
             "reason": decision.reason,
-            "champion": champion["model_id"],
-            "champion_metric": champion["metric"],
+            "champion": champion.model_id,
+            "champion_metric": champion.metric,
         },
     )
 
@@ -116,4 +114,5 @@ def publish(cfg: Config, cycle: str, champion_record: dict[str, Any] | None) -> 
 def run(cfg: Config, cycle: str | None) -> StepResult:
     assert cycle is not None
     layout = Layout(cfg.root)
-    return publish(cfg, cycle, read_json(layout.promotion(cfg.prev_of(cycle))))
+    previous = Promotion.from_json(read_json(layout.promotion(cfg.prev_of(cycle))))
+    return publish(cfg, cycle, previous)

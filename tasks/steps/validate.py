@@ -4,8 +4,10 @@ The domain first derives per-row facts (`check_columns`), then GX judges every r
 the rows that broke it; each is quarantined with its rule's reason. The batch is rejected when a
 table-level rule fails, when too many rows broke a quality rule (a verifier's `filter` rules do
 not count: most sampled answers are wrong, and dropping them is the point), when too few rows are
-left, when the slice mix of what would be accepted is too far from the domain's prior, or when a
+left, when the slice mix of what would be accepted is too far from the domain's prior or lacks a
+slice the prior expects (both part of the slice gate, off when `max_slice_tvd` is 1), or when a
 domain's own bias check fails (confirmation bias and collapse show up first in the batch's mix).
+The gates compare exact ratios (see `exact`): float rounding never decides a batch at its bound.
 A rejected batch trains nothing: `accepted` is empty and every row goes to quarantine with
 `batch_rejected` added (invariant 2).
 """
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from tasks.domains.protocol import Domain, Expectation
+from tasks.engine.batches import read_batch
 from tasks.engine.config import Config, ValidateParams
 from tasks.engine.files import atomic_path, write_json
 from tasks.engine.layout import Layout
@@ -31,10 +35,6 @@ BATCH_REJECTED = "batch_rejected"
 REASONS = "reasons"
 
 
-class UnusableInput(ValueError):
-    """The input cannot be validated at all; the message names the file and the column."""
-
-
 @dataclass(frozen=True)
 class Outcome:
     accepted: pl.DataFrame
@@ -42,29 +42,6 @@ class Outcome:
     quarantine: pl.DataFrame
     """The candidate columns plus `reasons` (list of strings), rows in input order."""
     report: dict[str, Any]
-
-
-def read_batch(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Read a parquet batch; raise UnusableInput if it is absent, unreadable or lacks a column.
-
-    Extra columns are allowed here: the suite's schema rule rejects the batch for them instead.
-    """
-    if not path.is_file():
-        raise UnusableInput(f"{path}: file not found")
-    try:
-        frame = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise UnusableInput(f"{path}: not a readable parquet file ({error})") from None
-    problems = [
-        f"column {name!r} is missing (expected {dtype})"
-        if name not in frame.schema
-        else f"column {name!r} has dtype {frame.schema[name]}, expected {dtype}"
-        for name, dtype in schema.items()
-        if frame.schema.get(name) != dtype
-    ]
-    if problems:
-        raise UnusableInput(f"{path}: " + "; ".join(problems))
-    return frame
 
 
 def known_row_ids(trainset: Path) -> set[str]:
@@ -117,15 +94,15 @@ def validate_batch(
     tvd = tvd if prior is not None else None
     checks = domain.bias_checks(clean, domain_cfg) if clean.height else []
     failed = _failed_rules(quality, params, rows, flagged, clean.height, slices, tvd)
+    if tvd is not None and exact(params.max_slice_tvd) < 1:  # a bound of 1 turns the gate off
+        failed += _absent_slices(slices, domain.slice_column)
     failed += [_rule(c.rule, c.reason, c.detail) for c in checks if not c.passed]
     rejected = bool(failed)
-    reasons = [
-        quality.row_reasons.get(i, []) + ([BATCH_REJECTED] if rejected else []) for i in range(rows)
-    ]
-    marked = candidates.with_columns(pl.Series(REASONS, reasons, dtype=pl.List(pl.String())))
+    pairs = [(i, reason) for i, reasons in quality.row_reasons.items() for reason in reasons]
+    marked = candidates.with_columns(_reasons_column(pairs, rows, rejected))
     quarantine = marked.filter(pl.col(REASONS).list.len() > 0)
     accepted = candidates.clear() if rejected else clean
-    counts = Counter(reason for row_reasons in reasons for reason in row_reasons)
+    counts = Counter(reason for _, reason in pairs) + Counter({BATCH_REJECTED: rows * rejected})
     report = {
         "cycle": cycle,
         "suite": domain.suite_version,
@@ -141,21 +118,48 @@ def validate_batch(
         "reason_counts": dict(sorted(counts.items())),
         "failed_rules": failed,
         "slices": slices,
-        "slice_tvd": None if tvd is None else round(tvd, 6),
+        "slice_tvd": None if tvd is None else round(float(tvd), 6),
         "bias_checks": [asdict(c) for c in checks],
         "expectations": quality.summary,
     }
     return Outcome(accepted, quarantine, report)
 
 
+def _reasons_column(pairs: list[tuple[int, str]], rows: int, rejected: bool) -> pl.Series:
+    """Each row's reasons (`pairs` of position and reason, in order), then `batch_rejected` for
+    every row of a rejected batch. Built column-wise: a list per row from Python took seconds
+    for a batch whose 100k rows all failed."""
+    long = pl.DataFrame(pairs, schema={"row": pl.Int64(), REASONS: pl.String()}, orient="row")
+    if rejected:
+        every = pl.DataFrame({"row": pl.int_range(rows, dtype=pl.Int64, eager=True)})
+        long = pl.concat([long, every.with_columns(pl.lit(BATCH_REJECTED).alias(REASONS))])
+    lists = long.group_by("row", maintain_order=True).agg(pl.col(REASONS))
+    column = (
+        pl.DataFrame({"row": pl.int_range(rows, dtype=pl.Int64, eager=True)})
+        .join(lists, on="row", how="left", maintain_order="left")
+        .get_column(REASONS)
+    )
+    return column.fill_null(pl.lit([], dtype=pl.List(pl.String())))
+
+
 def _share(part: int, whole: int) -> float:
     return round(part / whole, 6) if whole else 0.0
 
 
+def exact(value: float) -> Fraction:
+    """A share or bound as the decimal it prints as (0.1 is 1/10, as params.yaml says it).
+
+    The gates compare counts' exact ratios with these, so float rounding never decides a batch:
+    90 rows, nine classes of 10 against a uniform prior, are exactly 0.1 from it, not 0.0999...
+    """
+    return Fraction(repr(float(value)))
+
+
 def slice_balance(
     accepted: pl.DataFrame, column: str, prior: dict[str, float]
-) -> tuple[dict[str, dict[str, Any]], float | None]:
-    """Per-slice counts and shares of `accepted` vs the prior, and their total variation distance.
+) -> tuple[dict[str, dict[str, Any]], Fraction | None]:
+    """Per-slice counts and shares of `accepted` vs the prior, and their total variation distance
+    (exact: see `exact`).
 
     The distance is None when nothing would be accepted (there is no distribution to judge).
     """
@@ -168,8 +172,8 @@ def slice_balance(
     }
     if not total:
         return slices, None
-    tvd = 0.5 * sum(abs(n / total - prior.get(key, 0.0)) for key, n in counts.items())
-    return slices, tvd
+    gaps = (abs(Fraction(n, total) - exact(prior.get(key, 0.0))) for key, n in counts.items())
+    return slices, sum(gaps, Fraction(0)) / 2
 
 
 def _rule(
@@ -185,20 +189,20 @@ def _failed_rules(
     flagged: int,
     accepted: int,
     slices: dict[str, dict[str, Any]],
-    tvd: float | None,
+    tvd: Fraction | None,
 ) -> list[dict[str, Any]]:
     """Every rule that rejects the batch, in a fixed order: suite rules first, then the gates."""
     failed = [
         _rule(f.rule, f.reason, f.detail, ", ".join(f.columns) or None)
         for f in quality.batch_failures
     ]
-    share = flagged / rows if rows else 0.0
-    if share > params.max_quarantine_share:
+    share = Fraction(flagged, rows) if rows else Fraction(0)
+    if share > exact(params.max_quarantine_share):
         failed.append(
             _rule(
                 "max_quarantine_share",
                 "too_many_quarantined",
-                f"{flagged} of {rows} rows ({share:.3f}) failed a quality rule, "
+                f"{flagged} of {rows} rows ({float(share):.3f}) failed a quality rule, "
                 f"more than {params.max_quarantine_share}",
             )
         )
@@ -210,9 +214,24 @@ def _failed_rules(
                 f"{accepted} rows would be accepted, fewer than {params.min_accepted_rows}",
             )
         )
-    if tvd is not None and tvd > params.max_slice_tvd:
-        failed.append(_imbalance(slices, tvd, params.max_slice_tvd))
+    if tvd is not None and tvd > exact(params.max_slice_tvd):
+        failed.append(_imbalance(slices, float(tvd), params.max_slice_tvd))
     return failed
+
+
+def _absent_slices(slices: dict[str, dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """Slices the prior expects that have no row at all are a reason of their own: the distance
+    alone can stay within its bound (one class of ten missing is exactly 0.1 from uniform)."""
+    absent = [key for key, entry in slices.items() if entry["prior"] > 0 and not entry["accepted"]]
+    if not absent:
+        return []
+    if len(absent) == 1:
+        whose = f"whose prior share is {slices[absent[0]]['prior']:.3f}"
+    else:
+        whose = f"whose prior shares add up to {sum(slices[k]['prior'] for k in absent):.3f}"
+    keys = ", ".join(absent[:-1]) + " or " + absent[-1] if len(absent) > 1 else absent[0]
+    detail = f"no row would be accepted with {column} {keys}, {whose}"
+    return [_rule("prior_slices_present", "slice_absent", detail, slice_=", ".join(absent))]
 
 
 def _imbalance(slices: dict[str, dict[str, Any]], tvd: float, bound: float) -> dict[str, Any]:

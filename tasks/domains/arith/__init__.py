@@ -9,7 +9,7 @@ import polars as pl
 
 from tasks.domains.arith import bias, checks, data, expectations, grammar
 from tasks.domains.arith.config import Config
-from tasks.domains.protocol import Check, Evaluation, Expectation, Prepared
+from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, Prepared
 
 
 class Arith:
@@ -93,4 +93,4 @@ class Arith:
         return {"answer": answer, "solution": text}
 
 
-DOMAIN = Arith()
+DOMAIN: Domain[Config] = Arith()

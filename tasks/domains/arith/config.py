@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from tasks.domains.protocol import Section
+from tasks.domains.section import Section
 
 OPERATIONS = ("add",)
 """Operations implemented so far (the config names them so more can follow)."""

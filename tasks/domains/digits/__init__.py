@@ -9,7 +9,7 @@ import polars as pl
 
 from tasks.domains.digits import data, expectations, labelling
 from tasks.domains.digits.config import N_CLASSES, Config
-from tasks.domains.protocol import Check, Evaluation, Expectation, Prepared
+from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, Prepared
 
 
 class Digits:
@@ -111,4 +111,4 @@ class Digits:
         return {"label": int(probs.argmax()), "confidence": round(float(probs.max()), 6)}
 
 
-DOMAIN = Digits()
+DOMAIN: Domain[Config] = Digits()

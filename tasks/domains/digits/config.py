@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tasks.domains.protocol import Section
+from tasks.domains.section import Section
 
 N_CLASSES = 10
 

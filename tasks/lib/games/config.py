@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from tasks.domains.protocol import Section
+from tasks.domains.section import Section
 
 
 class SelfPlayConfig(Section):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import polars as pl
 
@@ -11,6 +11,9 @@ from tasks.domains.protocol import Check, Evaluation, Expectation, Prepared
 from tasks.lib.games import checks, expectations, schema
 from tasks.lib.games.config import GameConfig
 from tasks.lib.games.game import Game
+
+G = TypeVar("G", bound=GameConfig)
+"""The game domain's own params section (tictactoe's or connect4's Config)."""
 
 
 def sample(table: pl.DataFrame, size: int | None) -> pl.DataFrame:
@@ -20,7 +23,7 @@ def sample(table: pl.DataFrame, size: int | None) -> pl.DataFrame:
     return table.sample(size, seed=0).sort("ply", "key")
 
 
-class GameDomain:
+class GameDomain(Generic[G]):
     """Self-play from zero human data, scored against an exact solver (tictactoe, connect4)."""
 
     metric_name = "optimal_move_share"
@@ -29,14 +32,14 @@ class GameDomain:
     warm_start = True  # AlphaZero: the network keeps learning from its own newest games
     plays_arena = True
 
-    def __init__(self, name: str, game_of: Callable[[Any], Game]) -> None:
+    def __init__(self, name: str, game_of: Callable[[G], Game]) -> None:
         self.name = name
         self.game_of = game_of
 
-    def schema(self, cfg: GameConfig) -> dict[str, pl.DataType]:
+    def schema(self, cfg: G) -> dict[str, pl.DataType]:
         return schema.schema()
 
-    def prepare(self, cfg: GameConfig, seed: int) -> Prepared:
+    def prepare(self, cfg: G, seed: int) -> Prepared:
         """No human data: empty seed and pool. The eval set is every reachable non-terminal
         position with its exact value, solved once here and then frozen by DVC."""
         from tasks.lib.games import solver
@@ -44,19 +47,19 @@ class GameDomain:
         empty = pl.DataFrame(schema=schema.schema())
         return Prepared(seed=empty, eval=solver.solve(self.game_of(cfg)), pool=empty)
 
-    def check_columns(self, batch: pl.DataFrame, cfg: GameConfig) -> pl.DataFrame:
+    def check_columns(self, batch: pl.DataFrame, cfg: G) -> pl.DataFrame:
         return checks.check_columns(batch, self.game_of(cfg))
 
-    def expectations(self, cfg: GameConfig) -> list[Expectation]:
+    def expectations(self, cfg: G) -> list[Expectation]:
         return expectations.suite(self.game_of(cfg))
 
-    def bias_checks(self, passed: pl.DataFrame, cfg: GameConfig) -> list[Check]:
+    def bias_checks(self, passed: pl.DataFrame, cfg: G) -> list[Check]:
         return checks.bias_checks(passed, self.game_of(cfg), cfg.checks)
 
-    def slice_prior(self, cfg: GameConfig) -> dict[str, float] | None:
+    def slice_prior(self, cfg: G) -> dict[str, float] | None:
         return None  # the phase mix follows game length; bias_checks judge self-play batches
 
-    def build_network(self, cfg: GameConfig) -> Any:
+    def build_network(self, cfg: G) -> Any:
         from tasks.lib.games import network
 
         return network.build(self.game_of(cfg), cfg.net)
@@ -68,29 +71,29 @@ class GameDomain:
         trainset: pl.DataFrame,
         cycle: int,
         generator: str,
-        cfg: GameConfig,
+        cfg: G,
         seed: int,
     ) -> pl.DataFrame:
         from tasks.lib.games import selfplay
 
         return selfplay.play(network, self.game_of(cfg), cfg.selfplay, cycle, generator, seed)
 
-    def training_module(self, network: Any, cfg: GameConfig) -> Any:
+    def training_module(self, network: Any, cfg: G) -> Any:
         from tasks.lib.games import training
 
         return training.PolicyValueModule(network, cfg.train)
 
-    def train_loader(self, trainset: pl.DataFrame, cfg: GameConfig, seed: int) -> Any:
+    def train_loader(self, trainset: pl.DataFrame, cfg: G, seed: int) -> Any:
         from tasks.lib.games import training
 
         return training.loader(trainset, self.game_of(cfg), cfg.train, seed)
 
-    def max_steps(self, trainset: pl.DataFrame, cfg: GameConfig) -> int:
+    def max_steps(self, trainset: pl.DataFrame, cfg: G) -> int:
         from tasks.lib.games import training
 
         return training.steps(trainset, cfg.train)
 
-    def evaluate(self, network: Any, eval_set: pl.DataFrame, cfg: GameConfig) -> Evaluation:
+    def evaluate(self, network: Any, eval_set: pl.DataFrame, cfg: G) -> Evaluation:
         from tasks.lib.games import scoring
 
         game = self.game_of(cfg)
@@ -100,12 +103,12 @@ class GameDomain:
         details = {"positions": eval_set.height, "positions_scored": scored.height, **games}
         return Evaluation(metric=overall, slices=phases, details=details)
 
-    def arena(self, candidate: Any, champion: Any, cfg: GameConfig) -> dict[str, Any]:
+    def arena(self, candidate: Any, champion: Any, cfg: G) -> dict[str, Any]:
         from tasks.lib.games import scoring
 
         return scoring.arena(candidate, champion, self.game_of(cfg), cfg.evaluate)
 
-    def predict(self, network: Any, request: dict[str, Any], cfg: GameConfig) -> dict[str, Any]:
+    def predict(self, network: Any, request: dict[str, Any], cfg: G) -> dict[str, Any]:
         from tasks.lib.games import scoring
 
         game = self.game_of(cfg)
