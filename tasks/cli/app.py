@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tasks.cli import lineage, preflight
+
+if TYPE_CHECKING:
+    from tasks.engine.config import TrainerParams
 
 app = typer.Typer(
     help="dataflywheel: a model that improves itself, one audited cycle at a time.",
@@ -37,14 +40,12 @@ def _config(params: Path) -> Any:
         raise fail(str(error)) from None
 
 
-def _portable(enabled: bool) -> None:
-    """`trainer.portable`: pin the math libraries before this process runs any torch op."""
-    if not enabled:
-        return
+def _compute_settings(trainer: TrainerParams) -> None:
+    """Threads and, with `trainer.portable`, the math libraries, before any torch op runs."""
     from tasks.engine import portable
 
     try:
-        portable.enter(enabled)
+        portable.enter(trainer)
     except portable.PortableError as error:
         raise fail(str(error)) from None
 
@@ -80,7 +81,7 @@ def run(
     if not (root / ".dvc").is_dir():
         raise fail(f"{root}: not a DVC repository (run `git init && dvc init` there)")
     _lock_resolved(root)
-    _portable(update.config.params.trainer.portable)
+    _compute_settings(update.config.params.trainer)
     preflight.prefect_defaults()
     try:
         preflight.prefect_ready(lambda line: typer.echo(line, err=True))
@@ -259,7 +260,7 @@ def step(
     """Run one step (what each dvc.yaml stage calls)."""
     cfg = _config(params)
     _lock_resolved(cfg.root)
-    _portable(cfg.params.trainer.portable)
+    _compute_settings(cfg.params.trainer)
     preflight.prefect_defaults()
     from tasks import steps
     from tasks.engine.runner import StepFailed, run_step

@@ -17,6 +17,10 @@ MKL, and other libm builds were not tried.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasks.engine.config import TrainerParams
 
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 """Read by torch and MKL at their first operation in a process, not at import (checked)."""
@@ -26,14 +30,19 @@ class PortableError(RuntimeError):
     """Portable mode was asked for after this process had already run torch operations."""
 
 
-def enter(enabled: bool) -> None:
-    """Put this process in portable mode when `enabled` (idempotent; a no-op otherwise).
+def enter(params: TrainerParams) -> None:
+    """Settle how this process computes, before it runs any torch operation.
 
-    Call it before the process runs any torch operation: the flow and `flywheel step` call it
-    right after loading params. Raises PortableError naming the variables to export when torch
-    already chose its kernels (e.g. a long-lived process that trained before).
+    Always: every torch operation (inference too, not only training) runs on `params.threads`
+    threads, so a `flywheel step` process under `dvc repro` computes what the flow computes (a
+    fresh process would otherwise use one thread per core: the champion's confidences then
+    differed in the last bit and the accepted batch's bytes with them). With `params.portable`,
+    also pin the math libraries as above. Raises PortableError naming the variables to export
+    when torch already chose its kernels (e.g. a long-lived process that trained before).
     """
-    if not enabled:
+    threads = str(params.threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+    if not params.portable:
         return
     os.environ.update(PORTABLE_ENV)
     import torch
