@@ -6,7 +6,6 @@ step has not published yet reads as None; the views say "not yet" rather than fa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,19 +14,11 @@ from typing import Any
 
 from tasks.engine import lineage, params_file
 from tasks.engine.layout import Layout
+from tasks.engine.status import read_record
 
 
 class AuditError(ValueError):
     """The workspace cannot answer the question asked; the message says why (exit 2)."""
-
-
-def read_record(path: Path) -> dict[str, Any] | None:
-    """A published JSON record, or None when it is absent or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True)

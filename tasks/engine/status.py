@@ -29,7 +29,8 @@ FIELDS = (
 )
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A published JSON record, or None when it is absent or unreadable."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -39,7 +40,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _parsed(path: Path, parse: Callable[[Mapping[str, Any]], T]) -> T | None:
     """The typed record in `path`; None when absent or not one the engine writes."""
-    data = _read(path)
+    data = read_record(path)
     if data is None:
         return None
     try:
@@ -57,7 +58,7 @@ def cycle_ids(params_path: Path) -> list[str]:
 
 
 def cycle_record(layout: Layout, cycle: str) -> CycleStatus:
-    snapshot = _read(layout.snapshot(cycle)) or {}
+    snapshot = read_record(layout.snapshot(cycle)) or {}
     validation: dict[str, Any]
     if cycle == "c0":  # cycle 0 validates nothing: the seed is human-labelled
         validation = {
@@ -66,7 +67,7 @@ def cycle_record(layout: Layout, cycle: str) -> CycleStatus:
             "quarantined_rows": 0,
         }
     else:
-        validation = _read(layout.validation(cycle)) or {}
+        validation = read_record(layout.validation(cycle)) or {}
     evaluation = _parsed(layout.evaluation(cycle), evaluation_from_json)
     evaluated = evaluation if isinstance(evaluation, Evaluated) else None
     worst = evaluated.worst_slice if evaluated else None
