@@ -99,13 +99,14 @@ def test_sigkill_mid_cycle_then_rerun_resumes(killed: Killed) -> None:
     assert "up to date" in dvc(root, "status").stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: atomic_path's temporary folder of a SIGKILLed step is never removed "
-    "(cycles/c3/.candidate.*.tmp stays after the rerun)",
-)
 def test_sigkill_then_rerun_leaves_no_temporary_files(killed: Killed) -> None:
-    assert killed.leftovers == []
+    assert killed.leftovers == []  # the rerun removed the killed training's temporary folder
+
+
+def test_sigkill_then_rerun_verifies_intact(killed: Killed) -> None:
+    from tasks.audit.verify import verify
+
+    assert verify(killed.root).broken == []
 
 
 def poison(layout: Layout, cycle: str, prev: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.audit.verify import verify
 from tasks.engine import lineage
 from tasks.engine.files import content_hash
 from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
@@ -44,3 +45,4 @@ def test_dvc_repro_matches_the_flow_byte_for_byte(tmp_path: Path, finished_run: 
     assert "up to date" in dvc(root, "status").stdout
     assert len(ledger(root)) == len(lineage.read(Layout(root).ledger)) == 11
     assert ledger(root) == ledger(finished_run)
+    assert verify(root).broken == []  # an intact clean-checkout rebuild is never reported broken

@@ -51,6 +51,14 @@ def atomic_path(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_stale_temporaries(targets: list[Path]) -> None:
+    """Delete what a killed `atomic_path` left beside `targets` (`.NAME.*.tmp`): SIGKILL skips
+    its cleanup. Only the engine's own temporary names are touched, never a user's file."""
+    for target in targets:
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def json_text(data: Any) -> str:
     """Pretty, key-sorted JSON (stable bytes for stable hashes)."""
     return json.dumps(data, indent=2, sort_keys=True) + "\n"

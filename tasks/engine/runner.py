@@ -7,11 +7,12 @@ exactly one implementation (invariant 1).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.engine import integrity, lineage, openlineage
 from tasks.engine.config import Config
-from tasks.engine.files import canonical_hash
+from tasks.engine.files import canonical_hash, remove_stale_temporaries
 from tasks.engine.layout import Layout, stage_name
 from tasks.engine.records import StepResult
 
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 class StepFailed(RuntimeError):
     """A step raised; the message names the stage, and nothing it half-wrote was published."""
+
+
+def stage_outputs(cfg: Config, step: str, cycle: str | None) -> list[Path]:
+    prev = cfg.prev_of(cycle) if cycle else ""
+    return Layout(cfg.root).stage_io(step, cycle or "c0", prev)[1]
 
 
 def stage_hashes(cfg: Config, step: str, cycle: str | None) -> dict[str, dict[str, str]]:
@@ -68,6 +74,7 @@ def run_step(cfg: Config, step: Step, cycle: str | None = None) -> StepResult:
         started = time.perf_counter()  # step modules import ML libraries inside: the ledger
         try:  # times the work and those imports, as it always did for the step's own first use
             integrity.check_inputs(cfg, step.name, per_cycle)  # inputs are what was recorded
+            remove_stale_temporaries(stage_outputs(cfg, step.name, per_cycle))  # a killed try's
             result = step.run(cfg, per_cycle)
         except Exception as error:
             raise StepFailed(f"{stage} failed: {type(error).__name__}: {error}") from error
