@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,3 +120,28 @@ def dvc(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BIN / "dvc", *args], cwd=workspace, capture_output=True, text=True, check=False
     )
+
+
+@contextlib.contextmanager
+def health_server(as_prefect: bool) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 for PREFECT_API_URL checks; its base URL. `as_prefect`:
+    /api/health answers 200 as Prefect's does; otherwise every path is 404 (a proxy, an app)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = as_prefect and self.path == "/api/health"
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(b"true" if found else b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,17 +8,15 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, REPO, health_server
 
 runner = CliRunner()
 
@@ -87,21 +85,9 @@ def test_a_prefect_api_that_is_down_is_one_line_within_seconds(workspace: Path) 
 def not_prefect(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """PREFECT_API_URL naming a server that answers, but not as Prefect (a proxy, another app)."""
 
-    class NotFound(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(404)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    monkeypatch.setenv("PREFECT_API_URL", url)
-    yield url
-    server.shutdown()
-    server.server_close()
+    with health_server(as_prefect=False) as url:
+        monkeypatch.setenv("PREFECT_API_URL", url)
+        yield url
 
 
 def test_a_url_that_answers_but_not_as_prefect_is_one_line(

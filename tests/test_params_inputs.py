@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import shutil
 import sys
-import threading
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from typer.testing import CliRunner
 
 from tasks.cli.app import app
 from tasks.engine import config, params_file
-from tests.conftest import REPO
+from tests.conftest import REPO, health_server
 
 DATA = Path(__file__).parent / "data"
 runner = CliRunner()
@@ -178,23 +176,9 @@ def test_a_run_that_fails_leaves_the_params_file_as_it_was(
 def prefect_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """PREFECT_API_URL naming a server whose /api/health answers as Prefect's does."""
 
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            found = self.path == "/api/health"
-            self.send_response(200 if found else 404)
-            self.end_headers()
-            self.wfile.write(b"true" if found else b"")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/api"
-    monkeypatch.setenv("PREFECT_API_URL", url)
-    yield url
-    server.shutdown()
-    server.server_close()
+    with health_server(as_prefect=True) as base:
+        monkeypatch.setenv("PREFECT_API_URL", f"{base}/api")
+        yield f"{base}/api"
 
 
 @pytest.fixture
