@@ -145,3 +145,16 @@ def health_server(as_prefect: bool) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def published_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working directory of a user whose cycle 1 is published (records a wrongly read params
+    file once overwrote); `.dvc` stands for `dvc init`: the commands tested stop before DVC."""
+    (tmp_path / ".dvc").mkdir()
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    published = tmp_path / "cycles" / "c1" / "validation.json"
+    published.parent.mkdir(parents=True)
+    published.write_text('{"verdict": "accepted", "accepted_rows": 100}\n')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -5,7 +5,6 @@ work and said in one `error:` line with what to do; exit 2, no traceback, nothin
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -16,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
-from tests.conftest import BIN, REPO, health_server
+from tests.conftest import BIN, health_server
 
 runner = CliRunner()
 
@@ -27,16 +26,8 @@ def files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A user's workspace with cycle 1 published; `.dvc` stands for `dvc init` (every command
-    here must stop before it reaches DVC)."""
-    (tmp_path / ".dvc").mkdir()
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    published = tmp_path / "cycles" / "c1" / "validation.json"
-    published.parent.mkdir(parents=True)
-    published.write_text('{"verdict": "accepted", "accepted_rows": 100}\n')
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def workspace(published_workspace: Path) -> Path:
+    return published_workspace
 
 
 def flywheel(workspace: Path, env: dict[str, str], *args: str) -> tuple[int, str, float]:

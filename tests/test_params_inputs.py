@@ -35,16 +35,8 @@ def files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The working directory of a user whose cycle 1 is published (the records a wrongly read
-    params file once overwrote); `.dvc` stands for `dvc init`, since nothing here reaches DVC."""
-    (tmp_path / ".dvc").mkdir()
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    published = tmp_path / "cycles" / "c1" / "validation.json"
-    published.parent.mkdir(parents=True)
-    published.write_text('{"verdict": "accepted", "accepted_rows": 100}\n')
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def workspace(published_workspace: Path) -> Path:
+    return published_workspace
 
 
 def refused(args: list[str], workspace: Path) -> str:
