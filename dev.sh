@@ -31,11 +31,16 @@ setup() {
 }
 
 system_packages() {
-  # Debian packages the tests need: headless Chromium opens the HTML report (tests/test_report.py).
-  command -v chromium >/dev/null && return
-  echo "installing Debian's chromium for the report test (about a minute the first time)..."
+  # Debian packages the tests need: headless Chromium opens the HTML report (tests/test_report.py);
+  # PostgreSQL serves the Prefect server of infra/compose.yaml (tests/test_infra.py).
+  missing=""
+  command -v chromium >/dev/null || missing="$missing chromium"
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null ||
+    missing="$missing postgresql"
+  [ -z "$missing" ] && return
+  echo "installing Debian's$missing for the tests (a minute or two the first time)..."
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
 case "${1:-}" in

@@ -108,7 +108,8 @@ class Gate:
 
         arena = scoring.arena(network, self.champion, game, cfg.evaluate)
         record = _evaluated(share, slices)
-        decision = decide(record, self.record, PromoteParams(), arena)
+        # the plain loop keeps no per-row scores: the point rule, as when this was measured
+        decision = decide(record, self.record, PromoteParams(rule="point"), arena)
         if decision.promoted:
             self.champion, self.record = copy.deepcopy(network), record
         else:

@@ -13,9 +13,10 @@ from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows import approval
 from tasks import steps
 from tasks.audit import publish as publication
-from tasks.engine import config, dvcrepo, status
+from tasks.engine import budget, config, dvcrepo, lock, portable, status
 from tasks.engine.layout import stage_name
 from tasks.engine.records import CycleStatus
 from tasks.engine.runner import run_step
@@ -26,20 +27,45 @@ def stage_task(step: Step) -> Task[..., str]:
     """A Prefect task named after `step` that runs its DVC stage in-process and records it in
     dvc.lock, unless DVC says the stage is current (then it only logs the skip)."""
 
-    def run_stage(params_path: str, cycle: str | None = None) -> str:
-        cfg = config.load(Path(params_path))
+    def run_stage(params_path: str, pin: str, cycle: str | None = None) -> str:
+        cfg = pinned(params_path, pin)
         repo = dvcrepo.open_repo(cfg.root)
         stage = stage_name(step.name, cycle)
         if dvcrepo.is_current(repo, stage):
             get_run_logger().info("%s: up to date, skipped", stage)
             return "up to date"
         result = run_step(cfg, step, cycle)
+        pinned(params_path, pin)  # dvc.lock records the params the stage really ran with
         dvcrepo.commit(repo, stage)
         get_run_logger().info("%s: %s %s", stage, result.verdict or "done", result.metrics)
         return result.verdict or "done"
 
     run_name = f"{step.name}@{{cycle}}" if step.per_cycle else step.name
     return task(name=step.name, task_run_name=run_name, cache_policy=NO_CACHE)(run_stage)
+
+
+def pinned(params_path: str, pin: str) -> config.Config:
+    """The params, refused if anything but the cycle list changed since the run started (the
+    workspace lock keeps other flywheel commands out; this catches a hand edit)."""
+    cfg = config.load(Path(params_path))
+    if cfg.pin != pin:
+        raise config.ConfigError(
+            f"{params_path}: changed while this run was running; it stops before the next "
+            "stage so that no stage runs, or is recorded in dvc.lock, with params it did not "
+            "start with. Completed stages are kept; rerun to continue with the new params"
+        )
+    return cfg
+
+
+def started(path: Path) -> config.Config:
+    """The run's params, once its workspace is checked and its compute settled: whichever entry
+    started the flow (`flywheel run`, `serve`, a deployment's worker) computes the same bytes."""
+    cfg = config.load(path)
+    problem = dvcrepo.lock_conflict(cfg.root)
+    if problem:
+        raise config.ConfigError(problem)
+    portable.enter(cfg.params.trainer)
+    return cfg
 
 
 prepare = stage_task(steps.PREPARE)
@@ -53,9 +79,9 @@ promote = stage_task(steps.PROMOTE)
 
 
 @task(task_run_name="push@{cycle}", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def push(params_path: str, cycle: str) -> int:
+def push(params_path: str, pin: str, cycle: str) -> int:
     """Send what the remote lacks of this cycle's outputs (retried: networks fail)."""
-    cfg = config.load(Path(params_path))
+    cfg = pinned(params_path, pin)
     if not cfg.params.remote.push:
         return 0
     done = [steps.PREPARE, steps.BOOTSTRAP] if cycle == "c0" else steps.CYCLE
@@ -76,22 +102,33 @@ def publish(params_path: str, cycle: str) -> None:
 
 
 @flow(name="dataflywheel", log_prints=True)
-def flywheel(params_path: str = "params.yaml") -> list[CycleStatus]:
+def flywheel(
+    params_path: str = "params.yaml",
+    add_cycles: int = 0,
+    minutes: float | None = None,
+    until_plateau: int | None = None,
+) -> list[CycleStatus]:
     """seed -> for each cycle: generate, validate, snapshot, train, evaluate, promote (+ publish,
-    push)."""
-    cfg = config.load(Path(params_path))
-    dvcrepo.configure_remote(dvcrepo.open_repo(cfg.root), cfg.params.remote)
-    prepare(params_path)
-    bootstrap(params_path)
-    publish(params_path, "c0")
-    push(params_path, "c0")
-    for cycle in cfg.params.cycles:
-        generate(params_path, cycle)
-        validate(params_path, cycle)
-        snapshot(params_path, cycle)
-        train(params_path, cycle)
-        evaluate(params_path, cycle)
-        promote(params_path, cycle)
-        publish(params_path, cycle)
-        push(params_path, cycle)
-    return status.cycles(cfg.root, Path(params_path))
+    push). The cycles are the listed ones, plus those a budget adds (tasks/engine/budget.py);
+    the run holds the workspace (tasks/engine/lock.py) and its params from start to end."""
+    path = Path(params_path)
+    with lock.hold(path.resolve().parent, "flow dataflywheel", warn=get_run_logger().warning):
+        cfg = started(path)
+        pin = cfg.pin
+        dvcrepo.configure_remote(dvcrepo.open_repo(cfg.root), cfg.params.remote)
+        prepare(params_path, pin)
+        bootstrap(params_path, pin)
+        publish(params_path, "c0")
+        push(params_path, pin, "c0")
+        plan = budget.Budget(add_cycles, minutes, until_plateau)
+        for cycle in budget.cycles(path, plan, log=get_run_logger().info):
+            generate(params_path, pin, cycle)
+            validate(params_path, pin, cycle)
+            snapshot(params_path, pin, cycle)
+            train(params_path, pin, cycle)
+            evaluate(params_path, pin, cycle)
+            approval.ask(pinned(params_path, pin), cycle)  # when params ask for a person
+            promote(params_path, pin, cycle)
+            publish(params_path, cycle)
+            push(params_path, pin, cycle)
+        return status.cycles(cfg.root, path)

@@ -6,6 +6,7 @@ Each starts from a copy of the shared finished run with more cycles: only those 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -126,6 +127,8 @@ def poison(layout: Layout, cycle: str, prev: str) -> None:
     )
     layout.candidates(cycle).parent.mkdir(parents=True, exist_ok=True)
     rows.write_parquet(layout.candidates(cycle))
+    shutil.copyfile(layout.arrivals(prev), layout.arrivals(cycle))  # the rest of generate's outs
+    layout.label_requests(cycle).write_text("row_id,reason\n")
 
 
 def test_poisoned_batch_is_rejected_and_the_next_cycle_goes_on(

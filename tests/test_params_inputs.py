@@ -66,9 +66,7 @@ def test_a_key_repeated_inside_a_section_is_named_by_its_dotted_path(workspace: 
     lines = (REPO / "params.yaml").read_text().splitlines(keepends=True)
     at = lines.index("    lr: 0.003\n")  # digits.train.lr
     lines.insert(at + 1, "    lr: 0.03\n")
-    gain = lines.index(
-        "  min_gain: 0.0         # the candidate must beat the champion by more than this\n"
-    )
+    gain = next(i for i, line in enumerate(lines) if line.startswith("  min_gain: 0.0 "))
     lines[gain + 1 : gain + 1] = ["  min_gain: 0.1\n", "  min_gain: 0.2\n"]
     (workspace / "params.yaml").write_text("".join(lines))
     said = refused(COMMANDS["run"], workspace)
@@ -179,7 +177,7 @@ def flow_params(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     are about what `run` does to params.yaml before the flow starts (a real flow costs minutes)."""
     seen: list[str] = []
 
-    def flywheel(params_path: str) -> list[object]:
+    def flywheel(params_path: str, **budget: object) -> list[object]:
         seen.append(Path(params_path).read_text())
         return []
 

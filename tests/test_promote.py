@@ -1,4 +1,5 @@
-"""The gate: better overall is not enough when a slice falls beyond the bound."""
+"""The gate on point estimates (`promote.rule: point`): better overall is not enough when a slice
+falls beyond the bound."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from tasks.engine.records import (
 )
 from tasks.steps.promote import decide
 
-RULES = PromoteParams(min_gain=0.0, max_slice_drop=0.05)
+RULES = PromoteParams(rule="point", min_gain=0.0, max_slice_drop=0.05)
+"""The old rule on point estimates (tests/test_gate.py covers the paired rule)."""
 
 
 def evaluation(metric: float, slices: dict[str, float]) -> Evaluated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tasks.cli import lineage, preflight
+from tasks.cli import approve, lineage, preflight, serve
 
 if TYPE_CHECKING:
     from tasks.engine.config import TrainerParams
@@ -22,6 +23,8 @@ app = typer.Typer(
 )
 
 app.add_typer(lineage.app, name="lineage")
+app.command()(serve.serve)
+app.command()(approve.approve)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params file; its folder is the repo")]
 
@@ -50,6 +53,31 @@ def _compute_settings(trainer: TrainerParams) -> None:
         raise fail(str(error)) from None
 
 
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        help="seconds to wait while another run holds the workspace (0: exit at once; inf)"
+    ),
+]
+
+
+def _hold(lock: Any, root: Path, command: str, wait: float) -> Any:
+    """The workspace lock as a context manager; a busy workspace exits 2 naming its holder."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def held() -> Any:
+        try:
+            with lock.hold(
+                root, command, wait, warn=lambda m: typer.echo(f"warning: {m}", err=True)
+            ):
+                yield
+        except lock.WorkspaceBusy as error:
+            raise fail(str(error)) from None
+
+    return held()
+
+
 def _lock_resolved(root: Path) -> None:
     """Refuse to start on a dvc.lock with merge-conflict markers (DVC fails on it mid-run)."""
     from tasks.engine.dvcrepo import lock_conflict
@@ -69,37 +97,56 @@ def run(
         list[str] | None,
         typer.Option("--set", help="section.key=value, repeatable; written to the params file"),
     ] = None,
+    minutes: Annotated[
+        float | None,
+        typer.Option(help="add cycles until M minutes have passed (a started cycle finishes)"),
+    ] = None,
+    until_plateau: Annotated[
+        int | None,
+        typer.Option(help="add cycles until K cycles in a row promoted nothing"),
+    ] = None,
+    wait: WaitOpt = 0.0,
 ) -> None:
-    """Run the flywheel as a Prefect flow (ephemeral API unless PREFECT_API_URL is set)."""
-    from tasks.engine import config, params_update
+    """Run the flywheel as a Prefect flow (ephemeral API unless PREFECT_API_URL is set).
+
+    Runs the listed cycles; --minutes and --until-plateau add cycles to the params file as they
+    go (whichever stops first wins), so `dvc repro` sees every cycle the run added.
+    """
+    from tasks.engine import budget, config, lock, params_update
 
     try:  # everything that can be checked is, before the params file is written
+        plan = budget.Budget(0, minutes, until_plateau)
         update = params_update.plan_update(params, set_ or [], cycles)
-    except config.ConfigError as error:
+    except (ValueError, config.ConfigError) as error:
         raise fail(str(error)) from None
     root = update.config.root
     if not (root / ".dvc").is_dir():
         raise fail(f"{root}: not a DVC repository (run `git init && dvc init` there)")
     _lock_resolved(root)
     _compute_settings(update.config.params.trainer)
-    preflight.prefect_defaults()
-    try:
-        preflight.prefect_ready(lambda line: typer.echo(line, err=True))
-    except preflight.PreflightError as error:
-        raise fail(str(error)) from None
-    from flows.flywheel import flywheel
     from tasks.cli.table import render
     from tasks.engine.dvcrepo import RemoteError
     from tasks.engine.runner import StepFailed
 
-    try:
-        update.write()
+    try:  # held before the params file is written: a second run never rewrites it
+        with _hold(lock, root, "flywheel run", wait):
+            preflight.prefect_defaults()
+            try:
+                preflight.prefect_ready(lambda line: typer.echo(line, err=True))
+            except preflight.PreflightError as error:
+                raise fail(str(error)) from None
+            from flows.flywheel import flywheel
+
+            update.write()
+            for change in update.changes:
+                typer.echo(f"params: {change} (written to {params})")
+            rows = flywheel(
+                params_path=str(params.resolve()),
+                minutes=plan.minutes,
+                until_plateau=plan.until_plateau,
+            )
     except config.ConfigError as error:
         raise fail(str(error)) from None
-    for change in update.changes:
-        typer.echo(f"params: {change} (written to {params})")
-    try:
-        rows = flywheel(params_path=str(params.resolve()))
     except (StepFailed, RemoteError) as error:
         raise fail(
             f"{error}\ncompleted stages are kept; rerun the same command to resume", 1
@@ -208,13 +255,17 @@ def validate(
     from tasks.steps import validate as validation
 
     chosen = domains.load(domain)
+    in_workspace = contextlib.chdir(cfg.root)  # a domain's relative paths name workspace files
+    with in_workspace:
+        schema = chosen.schema(cfg.domain)
     try:
-        batch = read_batch(file, chosen.schema(cfg.domain))
+        batch = read_batch(file, schema)
     except UnusableInput as error:
         raise fail(str(error)) from None
-    outcome = validation.validate_batch(
-        batch, chosen, cfg.domain, cfg.params.validate_, known_ids=set(), cycle="file"
-    )
+    with in_workspace:
+        outcome = validation.validate_batch(
+            batch, chosen, cfg.domain, cfg.params.validate_, known_ids=set(), cycle="file"
+        )
     report = outcome.report
     if out is not None:
         try:
@@ -256,6 +307,7 @@ def step(
     ],
     cycle: Annotated[str | None, typer.Option(help="cycle id for per-cycle steps")] = None,
     params: ParamsOpt = Path("params.yaml"),
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Run one step (what each dvc.yaml stage calls)."""
     cfg = _config(params)
@@ -263,10 +315,13 @@ def step(
     _compute_settings(cfg.params.trainer)
     preflight.prefect_defaults()
     from tasks import steps
+    from tasks.engine import lock
     from tasks.engine.runner import StepFailed, run_step
 
+    stage = f"{name}@{cycle}" if cycle else name
     try:
-        result = run_step(cfg, steps.by_name(name), cycle)
+        with _hold(lock, cfg.root, f"flywheel step {stage}", wait):
+            result = run_step(cfg, steps.by_name(name), cycle)
     except StepFailed as error:
         raise fail(str(error), 1) from None
     except ValueError as error:

@@ -14,6 +14,7 @@ up); `expectations` judges the rows (and those derived columns) with Great Expec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 import polars as pl
@@ -72,11 +73,61 @@ class Check:
     detail: str
 
 
+SCORES_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.Int64(),  # a stable id of the eval row: its index in eval.parquet, or a domain key
+    "score": pl.Float64(),  # the row's outcome in [0, 1] (1: right); the metric is their mean
+    "slices": pl.List(pl.String()),  # the slices the row belongs to (possibly none)
+}
+"""Per-row outcomes on the frozen eval set: what the paired promotion gate compares, row by row,
+between a candidate and the champion (`tasks/engine/gate.py`)."""
+
+
 @dataclass(frozen=True)
 class Evaluation:
+    """A model on the eval set. Build it with `from_scores`, so the overall metric and every
+    slice's metric are the means of the per-row scores the promotion gate pairs."""
+
     metric: float
     slices: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
+    scores: pl.DataFrame | None = None
+    """One line per scored eval row, in `SCORES_SCHEMA`."""
+
+    @classmethod
+    def from_scores(
+        cls, rows: Any, scores: Any, slices: Any, details: dict[str, Any] | None = None
+    ) -> Evaluation:
+        """From per-row ids (ints), scores (floats in [0, 1]) and slice memberships (a list of
+        slice names per row, or one name per row), all of one length; raises ValueError when
+        they disagree in length, a score lies outside [0, 1] or no row was scored."""
+        names = [[s] if isinstance(s, str) else list(s) for s in slices]
+        frame = pl.DataFrame(
+            {"row": rows, "score": scores, "slices": names}, schema=SCORES_SCHEMA, strict=False
+        )
+        if frame.height == 0:
+            raise ValueError("an evaluation needs at least one scored row")
+        if frame["row"].n_unique() != frame.height:
+            raise ValueError("eval row ids must be unique")
+        if not frame["score"].is_between(0.0, 1.0).all():
+            raise ValueError("row scores must lie in [0, 1]")
+        return cls(
+            metric=float(frame["score"].mean()),  # type: ignore[arg-type]
+            slices=slice_means(frame),
+            details=details or {},
+            scores=frame,
+        )
+
+
+def slice_means(scores: pl.DataFrame) -> dict[str, float]:
+    """Mean score of every slice named in `scores` (SCORES_SCHEMA), by slice name."""
+    by_slice = (
+        scores.explode("slices")
+        .drop_nulls("slices")
+        .group_by("slices")
+        .agg(pl.col("score").mean())
+        .sort("slices")
+    )
+    return {str(s): float(m) for s, m in zip(by_slice["slices"], by_slice["score"], strict=True)}
 
 
 C = TypeVar("C", bound=Section, contravariant=True)
@@ -165,9 +216,44 @@ class Domain(Protocol[C]):
         `promote.min_arena_score`. Only called when `plays_arena` is true."""
         ...
 
+    def inbox(self, cfg: C) -> str | None:
+        """A folder (or `s3://` prefix) where new data files arrive, or None. Each cycle's generate
+        step ingests the parquet and CSV files there whose content it has not seen before
+        (`tasks/engine/inbox.py`) and adds their rows to the pool."""
+        ...
+
+    def read_arrival(self, path: Path, file_id: str, cfg: C) -> pl.DataFrame:
+        """The rows of one arrived file in the pool's schema (a null label where unlabelled),
+        with row ids unique to the file's content (`file_id` is its hash, abbreviated); raise
+        ValueError naming the column when the file does not fit."""
+        ...
+
+    def label_requests(
+        self, network: torch.nn.Module, pool: pl.DataFrame, trainset: pl.DataFrame, cfg: C
+    ) -> pl.DataFrame:
+        """Pool rows people should label next, most useful first, each with a `reason` (empty:
+        the domain asks for none). The generate step publishes them as a CSV each cycle."""
+        ...
+
     def predict(self, network: torch.nn.Module, request: dict[str, Any], cfg: C) -> dict[str, Any]:
         """One prediction for one JSON request; raise ValueError for a malformed request."""
         ...
+
+
+class FixedPool:
+    """The inbox and label-request part of `Domain` for a domain whose pool is fixed when it is
+    prepared and that asks people for no labels (digits, the games, arith)."""
+
+    def inbox(self, cfg: Any) -> str | None:
+        return None
+
+    def read_arrival(self, path: Path, file_id: str, cfg: Any) -> pl.DataFrame:
+        raise ValueError(f"{path}: this domain takes no arriving files (it has no inbox)")
+
+    def label_requests(
+        self, network: Any, pool: pl.DataFrame, trainset: pl.DataFrame, cfg: Any
+    ) -> pl.DataFrame:
+        return pl.DataFrame(schema={"row_id": pl.String(), "reason": pl.String()})
 
 
 AnyDomain: TypeAlias = Domain[Any]

@@ -45,11 +45,32 @@ class ValidateParams(Section):
     """A batch with fewer accepted rows is rejected (nothing new to learn from)."""
 
 
+class ApprovalParams(Section):
+    required: bool = False
+    """A person decides, through Prefect's pause-with-input (UI or API) or `flywheel approve`,
+    whether a candidate the gate would promote is promoted; the gate's refusals stand."""
+    timeout_minutes: float = Field(60.0, gt=0)
+    """How long the flow waits for the decision before `on_timeout` decides."""
+    on_timeout: Literal["keep", "promote"] = "keep"
+    """What happens when nobody decides in time (recorded as such)."""
+
+
 class PromoteParams(Section):
+    rule: Literal["paired", "point"] = "paired"
+    """paired: judge the candidate's paired differences from the champion on the shared eval
+    rows with intervals (tasks/engine/gate.py); point: compare point estimates (the old rule,
+    which reacts to noise on small slices; kept for comparison)."""
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    """paired: the intervals' confidence level; 1 - confidence is the family-wise error of the
+    slice veto (Holm across slices)."""
     min_gain: float = Field(0.0, ge=0)
-    """The candidate must beat the champion's overall metric by more than this."""
+    """The candidate must beat the champion's overall metric by more than this (paired: the
+    gain's lower bound must)."""
     max_slice_drop: float = Field(0.1, ge=0, le=1)
-    """Veto: no slice may fall by more than this against the champion."""
+    """Veto when a slice falls by more than this against the champion (paired: and the drop is
+    significant)."""
+    approval: ApprovalParams = ApprovalParams()
+    """Human approval before a promotion (off by default)."""
     min_arena_score: float = Field(0.5, ge=0, le=1)
     """Games: the candidate's points share head to head against the champion must reach this
     (AlphaGo Zero's gatekeeper used 0.55 with noisy games; ours are deterministic)."""
@@ -83,6 +104,18 @@ class RemoteParams(Section):
     region: str | None = None
     push: bool = True
     """The flow pushes each cycle's outputs when it completes."""
+    on_failure: Literal["continue", "stop"] = "continue"
+    """When a push still fails after its retries. continue: warn, keep computing cycles, and
+    send what is missing with the next push (`flywheel status` shows `pushed: no` until then;
+    `flywheel run` exits 3). stop: the run fails at once (completed stages are kept)."""
+    retries: int = Field(2, ge=0, le=20)
+    """A failed push is tried again this many times, waiting `retry_delay`, then twice as long."""
+    retry_delay: float = Field(5.0, ge=0, le=3600)
+    """Seconds before the first retry of a push."""
+    timeout: int = Field(15, ge=1, le=3600)
+    """S3: seconds a connection, or a read, may wait for the server (DVC's `connect_timeout` and
+    `read_timeout`). s3fs tries each request 5 times, so a server that never answers fails a
+    push attempt after about 5 x timeout."""
 
     @field_validator("url")
     @classmethod
@@ -203,6 +236,14 @@ class Config:
     @property
     def cycle_ids(self) -> list[str]:
         return ["c0", *self.params.cycles]
+
+    @property
+    def pin(self) -> str:
+        """The hash of every param but the cycle list: what a run holds fixed from its first
+        stage to its last (a run may add cycles; nothing else may change under it)."""
+        from tasks.engine.files import canonical_hash
+
+        return canonical_hash({k: v for k, v in self.raw.items() if k != "cycles"})
 
     def prev_of(self, cycle: str) -> str:
         if cycle not in self.params.cycles:

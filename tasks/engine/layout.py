@@ -8,6 +8,9 @@ from pathlib import Path
 # The steps of one cycle, in order. Cycle 0 (`bootstrap`) trains and promotes on the seed alone.
 CYCLE_STEPS = ("generate", "validate", "snapshot", "train", "evaluate", "promote")
 MODEL_FILE = "model.pt"
+SCORES_FILE = "eval_scores.parquet"
+"""Per-row eval scores (`protocol.SCORES_SCHEMA`): evaluate writes one per cycle, and a champion
+directory carries its own, so the promotion gate can pair candidate and champion row by row."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,15 @@ class Layout:
     def candidates(self, cycle: str) -> Path:
         return self.cycle(cycle) / "candidates.parquet"
 
+    def arrivals(self, cycle: str) -> Path:
+        """Every row ingested from the domain's inbox up to this cycle (tasks/engine/inbox.py);
+        no rows for a domain without one. Cycle 0 holds none."""
+        return self.cycle(cycle) / "arrivals.parquet"
+
+    def label_requests(self, cycle: str) -> Path:
+        """The pool rows people should label next, as CSV with an empty label column to fill."""
+        return self.cycle(cycle) / "label_requests.csv"
+
     def accepted(self, cycle: str) -> Path:
         return self.cycle(cycle) / "accepted.parquet"
 
@@ -69,6 +81,9 @@ class Layout:
     def evaluation(self, cycle: str) -> Path:
         return self.cycle(cycle) / "evaluation.json"
 
+    def eval_scores(self, cycle: str) -> Path:
+        return self.cycle(cycle) / SCORES_FILE
+
     def champion(self, cycle: str) -> Path:
         """Directory holding the champion after this cycle's promotion decision."""
         return self.cycle(cycle) / "champion"
@@ -82,17 +97,22 @@ class Layout:
         table: dict[str, tuple[list[Path], list[Path]]] = {
             "prepare": ([], [self.prepared]),
             "bootstrap": (
-                [self.seed, self.eval],
+                [self.seed, self.eval, self.pool],
                 [
+                    self.arrivals("c0"),
                     self.trainset("c0"),
                     self.snapshot("c0"),
                     self.candidate("c0"),
                     self.evaluation("c0"),
+                    self.eval_scores("c0"),
                     self.champion("c0"),
                     self.promotion("c0"),
                 ],
             ),
-            "generate": ([self.pool, self.champion(p), self.trainset(p)], [self.candidates(c)]),
+            "generate": (
+                [self.pool, self.arrivals(p), self.champion(p), self.trainset(p)],
+                [self.arrivals(c), self.candidates(c), self.label_requests(c)],
+            ),
             "validate": (
                 [self.candidates(c), self.trainset(p)],
                 [self.accepted(c), self.quarantine(c), self.validation(c)],
@@ -106,9 +126,18 @@ class Layout:
                 [self.trainset(c), self.validation(c), self.champion(p)],
                 [self.candidate(c)],
             ),
-            "evaluate": ([self.candidate(c), self.eval], [self.evaluation(c)]),
+            "evaluate": (
+                [self.candidate(c), self.eval],
+                [self.evaluation(c), self.eval_scores(c)],
+            ),
             "promote": (
-                [self.evaluation(c), self.candidate(c), self.champion(p), self.promotion(p)],
+                [
+                    self.evaluation(c),
+                    self.eval_scores(c),
+                    self.candidate(c),
+                    self.champion(p),
+                    self.promotion(p),
+                ],
                 [self.champion(c), self.promotion(c)],
             ),
         }

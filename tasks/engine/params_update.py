@@ -110,6 +110,30 @@ def plan_update(path: Path, overrides: list[str], cycles: int | None) -> ParamsU
     return ParamsUpdate(path, parse(after, root, source=str(path)), tuple(changes), text, before)
 
 
+def plan_append(path: Path) -> tuple[str, ParamsUpdate]:
+    """The params file with one more cycle after the last listed one (`c<k+1>`, its `prev` the
+    last), comments kept; validated, not written. Raises ConfigError at MAX_CYCLES."""
+    from ruamel.yaml import YAML
+
+    path = Path(path)
+    raw = read_params(path)
+    listed = list(raw.get("cycles") or {})
+    if len(listed) >= MAX_CYCLES:
+        raise ConfigError(f"{path}: already {len(listed)} cycles, the most a workspace holds")
+    numbers = [int(c[1:]) for c in listed if re.fullmatch(r"c[0-9]+", c)]
+    cycle, prev = f"c{max(numbers, default=0) + 1}", listed[-1] if listed else "c0"
+    before = path.read_bytes()
+    rt = YAML()
+    rt.preserve_quotes = True
+    doc = rt.load(before.decode("utf-8")) or {}
+    if not doc.get("cycles"):
+        doc["cycles"] = {}
+    doc["cycles"][cycle] = {"prev": prev}
+    text = _dump(rt, doc)
+    config = parse(parse_yaml(text, str(path)), path.resolve().parent, source=str(path))
+    return cycle, ParamsUpdate(path, config, (f"cycles+={cycle}",), text, before)
+
+
 def update_params_file(path: Path, overrides: list[str], cycles: int | None) -> list[str]:
     """Apply overrides to the params file in place, keeping its comments; validate first.
 

@@ -140,6 +140,10 @@ class Decision:
     reason: str
     slice_drops: dict[str, float] = field(default_factory=dict)
     """Champion minus candidate per slice, rounded to 6 places (positive: the slice fell)."""
+    evidence: dict[str, Any] | None = None
+    """The rule that decided and, for the paired rule, the test, the confidence, and the paired
+    difference with its interval overall and per slice (`gate.Difference.to_json`); None when
+    there was nothing to compare (no candidate, or no champion yet)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,13 +156,17 @@ class Promotion:
     """The head-to-head result (its `score` gated), for domains that play one; else None."""
     candidate: EvaluationRecord
     champion: Champion
+    approval: dict[str, Any] | None = None
+    """A person's decision when `promote.approval.required` asked for one (approval.py)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "cycle": self.cycle,
+            "approval": self.approval,
             "promoted": self.decision.promoted,
             "reason": self.decision.reason,
             "slice_drops": self.decision.slice_drops,
+            "evidence": self.decision.evidence,
             "arena": self.arena,
             "candidate": self.candidate.to_json(),
             "champion": self.champion.to_json(),
@@ -170,10 +178,13 @@ class Promotion:
             data,
             lambda: cls(
                 cycle=data["cycle"],
-                decision=Decision(data["promoted"], data["reason"], data["slice_drops"]),
+                decision=Decision(
+                    data["promoted"], data["reason"], data["slice_drops"], data["evidence"]
+                ),
                 arena=data["arena"],
                 candidate=evaluation_from_json(data["candidate"]),
                 champion=Champion.from_json(data["champion"]),
+                approval=data["approval"],
             ),
         )
 

@@ -6,6 +6,7 @@ exactly one implementation (invariant 1).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,7 +76,8 @@ def run_step(cfg: Config, step: Step, cycle: str | None = None) -> StepResult:
         try:  # times the work and those imports, as it always did for the step's own first use
             integrity.check_inputs(cfg, step.name, per_cycle)  # inputs are what was recorded
             remove_stale_temporaries(stage_outputs(cfg, step.name, per_cycle))  # a killed try's
-            result = step.run(cfg, per_cycle)
+            with contextlib.chdir(cfg.root):  # a domain's relative paths name workspace files
+                result = step.run(cfg, per_cycle)
         except Exception as error:
             raise StepFailed(f"{stage} failed: {type(error).__name__}: {error}") from error
         seconds = time.perf_counter() - started

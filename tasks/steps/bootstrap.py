@@ -5,7 +5,11 @@ The same step code as every later cycle, so M0 is judged exactly like its succes
 
 from __future__ import annotations
 
+import polars as pl
+
+from tasks.engine import inbox
 from tasks.engine.config import Config
+from tasks.engine.files import atomic_path
 from tasks.engine.layout import Layout
 from tasks.engine.records import StepResult
 from tasks.steps import evaluate, promote, snapshot, train
@@ -15,6 +19,8 @@ CYCLE = "c0"
 
 def run(cfg: Config, cycle: str | None = None) -> StepResult:
     layout = Layout(cfg.root)
+    with atomic_path(layout.arrivals(CYCLE)) as tmp:  # nothing has arrived before cycle 1
+        inbox.empty_arrivals(dict(pl.read_parquet_schema(layout.pool))).write_parquet(tmp)
     frozen = snapshot.freeze(layout, CYCLE, {"seed.parquet": layout.seed}, "seed.parquet")
     trained = train.train_candidate(
         cfg, CYCLE, layout.trainset(CYCLE), "accepted", layout.candidate(CYCLE)

@@ -1,11 +1,18 @@
-"""generate: the champion produces this cycle's candidate rows (for digits: labels its pool)."""
+"""generate: the champion produces this cycle's candidate rows (for digits: labels its pool).
+
+Before it does, the cycle takes the files that arrived in the domain's inbox since the last one
+(tasks/engine/inbox.py) into its pool; after, it asks people for the labels that would help most
+(`label_requests.csv`, empty for domains that ask none).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import polars as pl
 
 from tasks import domains
-from tasks.engine import models
+from tasks.engine import inbox, models
 from tasks.engine.config import Config
 from tasks.engine.files import atomic_path, read_json
 from tasks.engine.layout import MODEL_FILE, Layout
@@ -18,18 +25,61 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     assert cycle is not None
     layout = Layout(cfg.root)
     prev = cfg.prev_of(cycle)
+    domain = domains.load(cfg.domain_name)
     champion_dir = layout.champion(prev)
     network, _, _ = models.load(champion_dir / MODEL_FILE)
     generator = read_json(champion_dir / "train.json")["model_id"]
-    candidates = domains.load(cfg.domain_name).generate(
+    arrived, files = ingest(cfg, layout, cycle)
+    pool = pl.concat(
+        [pl.read_parquet(layout.pool), arrived.drop(list(inbox.SOURCE_COLUMNS))],
+        how="vertical_relaxed",
+    )
+    trainset = read_trainset(layout.trainset(prev))
+    candidates = domain.generate(
         network,
-        pool=pl.read_parquet(layout.pool),
-        trainset=read_trainset(layout.trainset(prev)),
+        pool=pool,
+        trainset=trainset,
         cycle=int(cycle.removeprefix("c")),
         generator=generator,
         cfg=cfg.domain,
         seed=cycle_seed(cfg, cycle),
     )
+    requests = domain.label_requests(network, pool, trainset, cfg.domain)
     with atomic_path(layout.candidates(cycle)) as tmp:
         candidates.write_parquet(tmp)
-    return StepResult(metrics={"rows": candidates.height, "generator": generator})
+    with atomic_path(layout.label_requests(cycle)) as tmp:
+        requests.write_csv(tmp)
+    return StepResult(
+        metrics={
+            "rows": candidates.height,
+            "generator": generator,
+            "label_requests": requests.height,
+            "pool_rows": pool.height,
+            "arrived_files": files,  # the lineage of what came in, file by file
+        }
+    )
+
+
+def ingest(cfg: Config, layout: Layout, cycle: str) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Publish this cycle's arrivals (the previous cycle's plus the inbox's new files); return
+    every arrived row so far and the records of this cycle's new files."""
+    earlier = pl.read_parquet(layout.arrivals(cfg.prev_of(cycle)))
+    taken = inbox.ingest(domains.load(cfg.domain_name), cfg.domain, earlier, storage(cfg))
+    arrivals = pl.concat([earlier, taken.rows], how="vertical_relaxed")
+    with atomic_path(layout.arrivals(cycle)) as tmp:
+        arrivals.write_parquet(tmp)
+    return arrivals, taken.files
+
+
+def storage(cfg: Config) -> dict[str, Any]:
+    """fsspec options for an `s3://` inbox: the remote's endpoint and region (credentials come
+    from the standard AWS sources, never from params). Like credentials, they say how to reach
+    the files, not what they hold, so dvc.yaml does not list them: what a cycle ingested is
+    frozen, by content, in its arrivals.parquet."""
+    remote = cfg.params.remote
+    client: dict[str, Any] = {}
+    if remote.endpoint_url:
+        client["endpoint_url"] = remote.endpoint_url
+    if remote.region:
+        client["region_name"] = remote.region
+    return {"client_kwargs": client} if client else {}

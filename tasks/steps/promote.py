@@ -2,19 +2,25 @@
 
 Gate, then promote (KataGo's gatekeeper): a cycle can make things worse, and the champion is
 kept when it does. The per-slice veto catches what a batch-level check cannot, such as two
-classes swapped inside a balanced histogram.
+classes swapped inside a balanced histogram. By default both judgements are paired tests on the
+rows both models were scored on (tasks/engine/gate.py), so noise on a small slice decides nothing.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+import polars as pl
+
 from tasks import domains
+from tasks.engine import approval, gate
+from tasks.engine.approval import Approval
 from tasks.engine.config import Config, PromoteParams
 from tasks.engine.files import atomic_path, read_json, write_json
-from tasks.engine.layout import MODEL_FILE, Layout
+from tasks.engine.layout import MODEL_FILE, SCORES_FILE, Layout
 from tasks.engine.records import (
     Champion,
     Decision,
@@ -32,9 +38,11 @@ def decide(
     champion: Evaluated | None,
     rules: PromoteParams,
     arena: Mapping[str, Any] | None = None,
+    comparison: gate.Comparison | None = None,
 ) -> Decision:
-    """Pure gate on two evaluation records (see evaluate.py); `arena` is the head-to-head
-    result for domains that play one."""
+    """Pure gate on two evaluation records (see evaluate.py). `comparison` is their paired
+    comparison on the shared eval rows (`gate.compare`; needed by `rules.rule == "paired"`);
+    `arena` is the head-to-head result for domains that play one."""
     if isinstance(candidate, NotEvaluated):
         return Decision(False, f"no candidate: {candidate.reason}")
     if champion is None:
@@ -42,30 +50,84 @@ def decide(
     drops = {
         s: round(champion.slices[s] - candidate.slices.get(s, 0.0), 6) for s in champion.slices
     }
+    if rules.rule == "point":
+        return _point(candidate, champion, rules, arena, drops)
+    if comparison is None:
+        raise ValueError("the paired rule needs the paired comparison of both models' scores")
+    return _paired(comparison, rules, arena, drops)
+
+
+def _point(
+    candidate: Evaluated,
+    champion: Evaluated,
+    rules: PromoteParams,
+    arena: Mapping[str, Any] | None,
+    drops: dict[str, float],
+) -> Decision:
+    """The old rule: point estimates against fixed bounds."""
+    evidence = {"rule": "point"}
     vetoed = {s: d for s, d in drops.items() if d > rules.max_slice_drop}
     gain = candidate.metric - champion.metric
     if vetoed:
         worst = max(vetoed, key=lambda s: (vetoed[s], s))
-        return Decision(
-            False,
-            f"slice veto: slice {worst} fell by {vetoed[worst]:.3f} (bound {rules.max_slice_drop})",
-            drops,
-        )
-    if arena is not None and arena["score"] < rules.min_arena_score:
-        return Decision(
-            False,
-            f"arena: scored {arena['score']:.3f} against the champion "
-            f"(needs >= {rules.min_arena_score})",
-            drops,
-        )
+        bound = rules.max_slice_drop
+        why = f"slice veto: slice {worst} fell by {vetoed[worst]:.3f} (bound {bound})"
+        return Decision(False, why, drops, evidence)
+    if refused := _arena_refusal(arena, rules):
+        return Decision(False, refused, drops, evidence)
     if gain <= rules.min_gain:
-        return Decision(
-            False,
+        why = (
             f"no gain: {candidate.metric:.4f} vs champion "
-            f"{champion.metric:.4f} (needs > +{rules.min_gain})",
-            drops,
+            f"{champion.metric:.4f} (needs > +{rules.min_gain})"
         )
-    return Decision(True, f"better by {gain:+.4f}, no slice fell beyond the bound", drops)
+        return Decision(False, why, drops, evidence)
+    return Decision(True, f"better by {gain:+.4f}, no slice fell beyond the bound", drops, evidence)
+
+
+def _paired(
+    comparison: gate.Comparison,
+    rules: PromoteParams,
+    arena: Mapping[str, Any] | None,
+    drops: dict[str, float],
+) -> Decision:
+    """Intervals decide: see tasks/engine/gate.py."""
+    vetoed = gate.significant_drops(comparison, 1 - rules.confidence, rules.max_slice_drop)
+    evidence = {
+        "rule": "paired",
+        "test": gate.TEST,
+        "confidence": rules.confidence,
+        "overall": comparison.overall.to_json(),
+        "slices": {s: d.to_json() for s, d in comparison.slices.items()},
+        "vetoed": sorted(vetoed),
+    }
+    level = f"{rules.confidence:.0%}"
+    if vetoed:
+        worst = max(vetoed, key=lambda s: (vetoed[s], s))
+        p = comparison.slices[worst].p_worse
+        why = (
+            f"slice veto: slice {worst} fell by {vetoed[worst]:.3f} (significant: one-sided "
+            f"p={p:.2g}, Holm over {len(comparison.slices)} slices at {level}; "
+            f"bound {rules.max_slice_drop})"
+        )
+        return Decision(False, why, drops, evidence)
+    if refused := _arena_refusal(arena, rules):
+        return Decision(False, refused, drops, evidence)
+    gain = comparison.overall
+    interval = f"{level} interval [{gain.low:+.4f}, {gain.high:+.4f}]"
+    if gain.low <= rules.min_gain:
+        why = f"no significant gain: {gain.mean:+.4f}, {interval} does not clear +{rules.min_gain}"
+        return Decision(False, why, drops, evidence)
+    why = f"better by {gain.mean:+.4f} ({interval}), no slice fell significantly beyond the bound"
+    return Decision(True, why, drops, evidence)
+
+
+def _arena_refusal(arena: Mapping[str, Any] | None, rules: PromoteParams) -> str | None:
+    if arena is not None and arena["score"] < rules.min_arena_score:
+        return (
+            f"arena: scored {arena['score']:.3f} against the champion "
+            f"(needs >= {rules.min_arena_score})"
+        )
+    return None
 
 
 def head_to_head(cfg: Config, layout: Layout, cycle: str) -> dict[str, Any] | None:
@@ -80,17 +142,70 @@ def head_to_head(cfg: Config, layout: Layout, cycle: str) -> dict[str, Any] | No
     return domain.arena(candidate, champion, cfg.domain)
 
 
-def publish(cfg: Config, cycle: str, previous: Promotion | None) -> StepResult:
-    """Decide, then publish this cycle's champion directory and promotion record."""
+def paired_comparison(
+    cfg: Config, layout: Layout, cycle: str, champion: Evaluated
+) -> gate.Comparison:
+    """The candidate's per-row scores against those the champion's directory carries."""
+    champion_scores = layout.champion(cfg.prev_of(cycle)) / SCORES_FILE
+    if not champion_scores.is_file():
+        raise FileNotFoundError(
+            f"promote@{cycle}: {champion_scores} is missing: the champion "
+            f"{champion.model_id} carries no per-row eval scores (a workspace from before the "
+            "paired gate); rerun its cycles, or set promote.rule: point"
+        )
+    return gate.compare(
+        pl.read_parquet(layout.eval_scores(cycle)),
+        pl.read_parquet(champion_scores),
+        cfg.params.promote.confidence,
+    )
+
+
+def propose(
+    cfg: Config, cycle: str, previous: Promotion | None
+) -> tuple[EvaluationRecord, dict[str, Any] | None, Decision]:
+    """The gate's verdict on this cycle's candidate (nothing published): the candidate's record,
+    the arena (games) and the decision."""
     layout = Layout(cfg.root)
     candidate = evaluation_from_json(read_json(layout.evaluation(cycle)))
     current = previous.champion if previous else None
-    evaluated = isinstance(candidate, Evaluated)
-    arena = head_to_head(cfg, layout, cycle) if evaluated and current else None
-    decision = decide(candidate, current, cfg.params.promote, arena)
-    source = layout.candidate(cycle) if decision.promoted else layout.champion(cfg.prev_of(cycle))
+    contest = isinstance(candidate, Evaluated) and current is not None
+    arena = head_to_head(cfg, layout, cycle) if contest else None
+    paired = contest and cfg.params.promote.rule == "paired"
+    comparison = paired_comparison(cfg, layout, cycle, current) if paired and current else None
+    return candidate, arena, decide(candidate, current, cfg.params.promote, arena, comparison)
+
+
+def asks_a_person(cfg: Config, decision: Decision, previous: Promotion | None) -> bool:
+    """Whether a person must confirm: approval is on and the gate would replace a champion."""
+    return cfg.params.promote.approval.required and decision.promoted and previous is not None
+
+
+def approved(layout: Layout, cycle: str, decision: Decision) -> tuple[Decision, Approval]:
+    """The gate's promotion, confirmed or stopped by the person's recorded decision."""
+    answer = approval.required(layout, cycle)
+    if answer.promote:
+        return decision, answer
+    why = f"kept by {answer.by} ({answer.via}): {answer.comment or 'no comment'}"
+    return replace(decision, promoted=False, reason=f"{why}; the gate said: {decision.reason}"), (
+        answer
+    )
+
+
+def publish(cfg: Config, cycle: str, previous: Promotion | None) -> StepResult:
+    """Decide, then publish this cycle's champion directory (the model, its training record and
+    its per-row eval scores) and promotion record."""
+    layout = Layout(cfg.root)
+    candidate, arena, decision = propose(cfg, cycle, previous)
+    answer = None
+    if asks_a_person(cfg, decision, previous):
+        decision, answer = approved(layout, cycle, decision)
     with atomic_path(layout.champion(cycle)) as tmp:
-        shutil.copytree(source, tmp)
+        if decision.promoted:
+            shutil.copytree(layout.candidate(cycle), tmp)
+            shutil.copyfile(layout.eval_scores(cycle), tmp / SCORES_FILE)
+        else:
+            shutil.copytree(layout.champion(cfg.prev_of(cycle)), tmp)
+    current = previous.champion if previous else None
     if decision.promoted and isinstance(candidate, Evaluated):  # the gate promotes no other
         champion = Champion.crown(candidate, cycle)
     elif current is not None:
@@ -98,7 +213,12 @@ def publish(cfg: Config, cycle: str, previous: Promotion | None) -> StepResult:
     else:
         raise ValueError(f"promote@{cycle}: no champion and no trainable candidate")
     record = Promotion(
-        cycle=cycle, decision=decision, arena=arena, candidate=candidate, champion=champion
+        cycle=cycle,
+        decision=decision,
+        arena=arena,
+        candidate=candidate,
+        champion=champion,
+        approval=answer.to_json() if answer else None,
     )
     write_json(layout.promotion(cycle), record.to_json())
     return StepResult(
@@ -107,6 +227,7 @@ def publish(cfg: Config, cycle: str, previous: Promotion | None) -> StepResult:
             "reason": decision.reason,
             "champion": champion.model_id,
             "champion_metric": champion.metric,
+            **({"approval": answer.to_json()} if answer else {}),
         },
     )
 

@@ -9,10 +9,10 @@ import polars as pl
 
 from tasks.domains.arith import bias, checks, data, expectations, grammar
 from tasks.domains.arith.config import Config
-from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, Prepared
+from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, FixedPool, Prepared
 
 
-class Arith:
+class Arith(FixedPool):
     name = "arith"
     metric_name = "exact_match"
     slice_column = "length"

@@ -77,8 +77,9 @@ def evaluate(network: torch.nn.Module, eval_set: pl.DataFrame, cfg: Config) -> E
         else 0.0,
         "per_length": {str(r.pop("length")): r for r in per_length.to_dicts()},
     }
-    return Evaluation(
-        metric=right / judged.height if judged.height else 0.0,
-        slices={str(r["length"]): r["right"] / r["rows"] for r in per_length.to_dicts()},
+    return Evaluation.from_scores(
+        rows=range(judged.height),
+        scores=judged["check_answer_ok"].fill_null(False).cast(pl.Float64),
+        slices=judged["length"].cast(pl.String),  # a slice per problem length
         details=details,
     )

@@ -9,10 +9,10 @@ import polars as pl
 
 from tasks.domains.digits import data, expectations, labelling
 from tasks.domains.digits.config import N_CLASSES, Config
-from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, Prepared
+from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, FixedPool, Prepared
 
 
-class Digits:
+class Digits(FixedPool):
     name = "digits"
     metric_name = "accuracy"
     slice_column = "label"
@@ -85,12 +85,12 @@ class Digits:
 
         predicted = probabilities(network, data.pixel_matrix(eval_set)).argmax(axis=1)
         truth = eval_set["label"].to_numpy()
-        slices = {str(c): float((predicted[truth == c] == c).mean()) for c in range(N_CLASSES)}
         confusion = np.zeros((N_CLASSES, N_CLASSES), dtype=int)
         np.add.at(confusion, (truth, predicted), 1)
-        return Evaluation(
-            metric=float((predicted == truth).mean()),
-            slices=slices,
+        return Evaluation.from_scores(
+            rows=np.arange(len(truth)),
+            scores=(predicted == truth).astype(np.float64),
+            slices=[str(c) for c in truth],  # a slice per class
             details={"confusion": confusion.tolist(), "rows": int(len(truth))},
         )
 

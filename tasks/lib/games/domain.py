@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 import polars as pl
 
-from tasks.domains.protocol import Check, Evaluation, Expectation, Prepared
+from tasks.domains.protocol import Check, Evaluation, Expectation, FixedPool, Prepared
 from tasks.lib.games import checks, expectations, schema
 from tasks.lib.games.config import GameConfig
 from tasks.lib.games.game import Game
@@ -23,7 +23,7 @@ def sample(table: pl.DataFrame, size: int | None) -> pl.DataFrame:
     return table.sample(size, seed=0).sort("ply", "key")
 
 
-class GameDomain(Generic[G]):
+class GameDomain(FixedPool, Generic[G]):
     """Self-play from zero human data, scored against an exact solver (tictactoe, connect4)."""
 
     metric_name = "optimal_move_share"
@@ -98,10 +98,12 @@ class GameDomain(Generic[G]):
 
         game = self.game_of(cfg)
         scored = sample(eval_set, cfg.evaluate.positions)
-        overall, phases = scoring.greedy_optimal_share(network, game, scored)
+        hits = scoring.greedy_optimal_hits(network, game, scored)
         games = scoring.perfect_player_games(network, game, eval_set)
         details = {"positions": eval_set.height, "positions_scored": scored.height, **games}
-        return Evaluation(metric=overall, slices=phases, details=details)
+        return Evaluation.from_scores(  # a position's key is its stable row id
+            rows=scored["key"], scores=hits.astype(float), slices=scored["phase"], details=details
+        )
 
     def arena(self, candidate: Any, champion: Any, cfg: G) -> dict[str, Any]:
         from tasks.lib.games import scoring

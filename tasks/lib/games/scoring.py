@@ -88,13 +88,17 @@ def share_by_phase(table: pl.DataFrame, hits: np.ndarray) -> tuple[float, dict[s
     return float(hits.mean()), {phase: float(shares[phase]) for phase in PHASES if phase in shares}
 
 
+def greedy_optimal_hits(network: torch.nn.Module, game: Game, table: pl.DataFrame) -> np.ndarray:
+    """bool per table row: the greedy move keeps the game-theoretic value."""
+    return optimal_hits(table, greedy_actions(network, game, table["key"].to_numpy()))
+
+
 def greedy_optimal_share(
     network: torch.nn.Module, game: Game, table: pl.DataFrame
 ) -> tuple[float, dict[str, float]]:
     """Share of the table's positions where the greedy move keeps the game-theoretic value,
     overall and per phase."""
-    actions = greedy_actions(network, game, table["key"].to_numpy())
-    return share_by_phase(table, optimal_hits(table, actions))
+    return share_by_phase(table, greedy_optimal_hits(network, game, table))
 
 
 def greedy_player(network: torch.nn.Module, game: Game) -> Player:

@@ -1,0 +1,108 @@
+"""Reading the user's table: a parquet or CSV file, a folder of them, or an s3:// file or prefix.
+
+A folder is read as one table: its `.parquet`, `.pq` and `.csv` files in path order, skipping
+names that start with `_` or `.` (`_SUCCESS`, `.crc`), as Spark, pyarrow and polars write them.
+Files of one folder may differ in column order and in losslessly compatible types; each is
+read alone and the frames are stacked by column name. S3 goes through fsspec (s3fs), with
+credentials from the standard AWS sources only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import polars as pl
+
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+class SourceError(ValueError):
+    """The table cannot be read; the message names the file."""
+
+
+def read_table(location: str) -> pl.DataFrame:
+    """Every row of a file, a folder of files or an s3:// file or prefix, as one frame.
+
+    Raises SourceError naming the file when it is missing, of another format, unreadable, or
+    when a folder holds no data file.
+    """
+    files = _list(location)
+    if not files:
+        raise SourceError(f"{location}: no .parquet or .csv file in it")
+    frames = [read_file(f) for f in files]
+    if len(frames) == 1:
+        return frames[0]
+    try:
+        return pl.concat(frames, how="diagonal_relaxed")
+    except pl.exceptions.PolarsError as error:
+        raise SourceError(f"{location}: its files do not stack into one table ({error})") from None
+
+
+def read_file(location: str) -> pl.DataFrame:
+    """One parquet or CSV file (by its suffix), local or on S3.
+
+    CSV: a header line, commas, types inferred from every row; an empty field is null, and a
+    column with no value at all is read as nulls of no type, so that it fits any column.
+    """
+    kind = SUFFIXES.get(PurePosixPath(location).suffix.lower())
+    if kind is None:
+        raise SourceError(f"{location}: expected a .parquet, .pq or .csv file")
+    try:
+        if location.startswith("s3://"):
+            import fsspec
+
+            with fsspec.open(location, "rb") as handle:
+                data = handle.read()
+            frame = pl.read_parquet(data) if kind == "parquet" else _read_csv(data)
+        elif not Path(location).is_file():
+            raise SourceError(f"{location}: file not found")
+        else:
+            frame = pl.read_parquet(location) if kind == "parquet" else _read_csv(location)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise SourceError(f"{location}: not a readable {kind} file ({error})") from None
+    return _typeless_empty_columns(frame)
+
+
+def _read_csv(source: str | bytes) -> pl.DataFrame:
+    return pl.read_csv(source, infer_schema_length=None, try_parse_dates=False)
+
+
+def _typeless_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text columns with no value (an unanswered label column, say) become typeless nulls."""
+    empty = [
+        name
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String() and frame[name].null_count() == frame.height
+    ]
+    return frame.with_columns(pl.lit(None).alias(name) for name in empty)
+
+
+def _list(location: str) -> list[str]:
+    """The data files at `location`, in path order."""
+    if location.startswith("s3://"):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(location)
+        if fs.isfile(path):
+            return [location]
+        found = sorted(fs.find(path))
+        parts = [PurePosixPath(p).relative_to(path).parts for p in found]
+        return [
+            f"s3://{p}"
+            for p, rel in zip(found, parts, strict=True)
+            if _is_data(rel) and PurePosixPath(p).suffix.lower() in SUFFIXES
+        ]
+    path = Path(location)
+    if path.is_file():
+        return [location]
+    if not path.is_dir():
+        raise SourceError(f"{location}: no such file or folder")
+    return [
+        str(p)
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.suffix.lower() in SUFFIXES and _is_data(p.relative_to(path).parts)
+    ]
+
+
+def _is_data(parts: tuple[str, ...]) -> bool:
+    return not any(part.startswith(("_", ".")) for part in parts)
