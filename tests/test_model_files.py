@@ -170,25 +170,41 @@ def test_a_missing_model_is_named(tmp_path: Path) -> None:
     assert result.output.splitlines() == [f"error: {tmp_path / 'nope.pt'}: model file not found"]
 
 
-def test_a_step_that_loads_a_bad_champion_names_its_stage_and_the_file(tmp_path: Path) -> None:
+STEP_CASES = {
+    "lightning checkpoint with a pickled module": ["a Lightning checkpoint", "not loaded"],
+    "model archive whose pickle would run code": ["io.open", "not loaded"],
+    "first half of a real model": ["truncated or damaged archive"],
+}
+
+
+@pytest.mark.parametrize("case", [*STEP_CASES, "model of another domain"])
+def test_a_step_that_loads_a_bad_champion_names_its_stage_and_the_file(
+    model: Path, tmp_path: Path, case: str
+) -> None:
     from tasks.engine.layout import Layout
     from tasks.engine.params_update import update_params_file
     from tests.conftest import REPO
 
     params = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
-    update_params_file(params, [], 1)
+    domain = "arith" if case == "model of another domain" else "digits"
+    update_params_file(params, [f"domain.name={domain}"], 1)
     layout = Layout(tmp_path)
     champion = layout.champion("c0") / "model.pt"
     champion.parent.mkdir(parents=True)
-    shutil.copy(DATA / "lightning_hparams_module.ckpt", champion)
+    marker = tmp_path / "code-ran"
+    if case in STEP_CASES:
+        CASES[case][0](model, champion, marker)
+        expected = [f"{champion}: not a dataflywheel model file (", *STEP_CASES[case]]
+    else:  # a digits model where the workspace runs arith
+        shutil.copy(model, champion)
+        expected = [f"{champion}: a 'digits' model, but the domain here is 'arith'"]
     result = runner.invoke(app, ["step", "generate", "--cycle", "c1", "--params", str(params)])
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "weights_only" not in result.output
-    assert f"generate@c1 failed: ModelFileError: {champion}: not a dataflywheel model file (" in (
-        result.output
-    )
-    assert not layout.candidates("c1").exists()
+    assert "generate@c1 failed: ModelFileError: " in result.output
+    assert all(text in result.output for text in expected), result.output
+    assert not marker.exists() and not layout.candidates("c1").exists()
 
 
 def test_a_model_the_engine_wrote_still_loads(model: Path) -> None:

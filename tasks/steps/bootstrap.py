@@ -25,7 +25,7 @@ def run(cfg: Config, cycle: str | None = None) -> StepResult:
     trained = train.train_candidate(
         cfg, CYCLE, layout.trainset(CYCLE), "accepted", layout.candidate(CYCLE)
     )
-    evaluated = evaluate.publish(layout, CYCLE)
+    evaluated = evaluate.publish(layout, CYCLE, cfg.domain_name)
     promoted = promote.publish(cfg, CYCLE, None)
     return StepResult(
         verdict=promoted.verdict,

@@ -27,7 +27,7 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     prev = cfg.prev_of(cycle)
     domain = domains.load(cfg.domain_name)
     champion_dir = layout.champion(prev)
-    network, _, _ = models.load(champion_dir / MODEL_FILE)
+    network, _, _ = models.load(champion_dir / MODEL_FILE, cfg.domain_name)
     generator = read_json(champion_dir / "train.json")["model_id"]
     arrived, files = ingest(cfg, layout, cycle)
     pool = pl.concat(

@@ -137,8 +137,8 @@ def head_to_head(cfg: Config, layout: Layout, cycle: str) -> dict[str, Any] | No
         return None
     from tasks.engine import models  # torch: only for domains that play
 
-    candidate, _, _ = models.load(layout.candidate(cycle) / MODEL_FILE)
-    champion, _, _ = models.load(layout.champion(cfg.prev_of(cycle)) / MODEL_FILE)
+    candidate, _, _ = models.load(layout.candidate(cycle) / MODEL_FILE, cfg.domain_name)
+    champion, _, _ = models.load(layout.champion(cfg.prev_of(cycle)) / MODEL_FILE, cfg.domain_name)
     return domain.arena(candidate, champion, cfg.domain)
 
 

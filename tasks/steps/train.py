@@ -28,7 +28,7 @@ def fit(
     domain = domains.load(cfg.domain_name)
     network = domain.build_network(cfg.domain)
     if start_from is not None:
-        _load_weights(network, start_from)
+        _load_weights(network, start_from, cfg.domain_name)
     if trainset.height == 0:
         return network, {"steps": 0, "fit_seconds": 0.0, "final_loss": None}
     result = training.fit(
@@ -44,8 +44,8 @@ def fit(
     }
 
 
-def _load_weights(network: Any, model_file: Path) -> None:
-    champion, _, _ = models.load(model_file)
+def _load_weights(network: Any, model_file: Path, domain: str) -> None:
+    champion, _, _ = models.load(model_file, domain)
     try:
         network.load_state_dict(champion.state_dict())
     except RuntimeError as error:
