@@ -1,0 +1,69 @@
+"""`flywheel serve` as a data engineer leaves it running: a real `prefect server start`, the serve
+process on an interval, and scheduled runs that each continue the workspace by one cycle.
+`flywheel status`, params.yaml, `dvc status` and the Prefect API tell the same story."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import BIN, dvc, grown_copy
+from tests.servers import background, log_tail, prefect_env, prefect_server, wait_until
+
+
+def rows(workspace: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [str(BIN / "flywheel"), "status", "--json", "--params", str(workspace / "params.yaml")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return list(json.loads(done.stdout))
+
+
+def flow_runs(api: str, deployment: str) -> list[dict[str, Any]]:
+    found = httpx.get(f"{api}/deployments/name/dataflywheel/{deployment}", timeout=10)
+    if found.status_code != 200:
+        return []
+    response = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={"deployments": {"id": {"any_": [found.json()["id"]]}}},
+        timeout=10,
+    )
+    return list(response.json())
+
+
+def test_scheduled_runs_each_add_one_cycle(finished_run: Path, tmp_path: Path) -> None:
+    workspace = grown_copy(finished_run, tmp_path / "repo")
+    before = rows(workspace)
+    with prefect_server(tmp_path / "server") as api:
+        env = prefect_env(tmp_path / "serve", api)
+        command = [str(BIN / "flywheel"), "serve", "--interval", "20", "--add-cycles", "1"]
+        log = tmp_path / "serve.log"
+        with background(command, log, env, cwd=workspace) as proc:
+
+            def two_done() -> bool:
+                done = [
+                    r for r in flow_runs(api, "flywheel-repo") if r["state_type"] == "COMPLETED"
+                ]
+                return len(done) >= 2
+
+            took = wait_until(two_done, "two scheduled runs", 600, proc, log, every=2)
+        runs = flow_runs(api, "flywheel-repo")
+        assert all(r["state_type"] != "FAILED" for r in runs), log_tail(log)
+        completed = [r for r in runs if r["state_type"] == "COMPLETED"]
+    after = rows(workspace)
+    added = [r["cycle"] for r in after[len(before) :]]
+    unpushed = [{k: v for k, v in r.items() if k != "pushed"} for r in after[: len(before)]]
+    assert unpushed == [{k: v for k, v in r.items() if k != "pushed"} for r in before]
+    assert added[:2] == ["c3", "c4"] and len(added) == len(completed), (added, len(completed))
+    assert all(r["complete"] for r in after), after
+    from tasks.engine.config import load
+
+    listed = load(workspace / "params.yaml").params.cycles  # dvc repro sees the added cycles
+    assert [c for c in listed][-len(added) :] == added and listed["c4"].prev == "c3"
+    assert dvc(workspace, "status").stdout.strip() == "Data and pipelines are up to date."
+    assert completed[0]["parameters"]["add_cycles"] == 1
+    assert took < 600
