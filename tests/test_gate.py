@@ -59,14 +59,15 @@ def test_six_of_54_rows_on_one_class_is_noise_to_the_paired_rule_not_to_the_poin
     assert paired.slice_drops["3"] == pytest.approx(0.111111)
 
 
-def test_a_real_drop_on_one_slice_is_vetoed_despite_a_gain_overall() -> None:
-    champion = {"short": [1] * 900 + [0] * 100, "long": [1] * 90 + [0] * 10}
-    candidate = {"short": [1] * 1000, "long": [1] * 60 + [0] * 40}  # long: 0.9 -> 0.6
+def test_a_retrain_that_helps_the_majority_and_hurts_a_minority_group_is_refused() -> None:
+    champion = {"group=a": [1] * 900 + [0] * 100, "group=b": [1] * 90 + [0] * 10}
+    candidate = {"group=a": [1] * 1000, "group=b": [1] * 60 + [0] * 40}  # b: 0.9 -> 0.6
     decision = judge(scored(candidate), scored(champion))
     assert not decision.promoted
-    assert decision.reason.startswith("slice veto: slice long fell by 0.300 (significant:")
+    assert decision.reason.startswith("slice veto: slice group=b fell by 0.300 (significant:")
     assert "Holm over 2 slices at 95%" in decision.reason
-    assert decision.evidence is not None and decision.evidence["vetoed"] == ["long"]
+    assert decision.evidence is not None and decision.evidence["vetoed"] == ["group=b"]
+    assert decision.evidence["overall"]["mean"] > 0.06  # better overall, refused all the same
 
 
 def test_a_significant_drop_within_the_tolerance_is_not_vetoed() -> None:
