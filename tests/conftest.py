@@ -116,6 +116,17 @@ def assert_champion_follows_the_gate(
     return promotion
 
 
+def status_rows(workspace: Path) -> list[dict[str, Any]]:
+    """`flywheel status --json` of a workspace, as a script reading it would."""
+    import json
+
+    done = subprocess.run(
+        [BIN / "flywheel", "status", "--json", "--params", str(workspace / "params.yaml")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return list(json.loads(done.stdout))
+
+
 def dvc(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BIN / "dvc", *args], cwd=workspace, capture_output=True, text=True, check=False

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -56,6 +57,19 @@ def waiting(finished_run: Path, tmp_path: Path) -> Path:
     return root
 
 
+def probe(params_path: str, **options: Any) -> Any:
+    """The flow's own question about c3, asked inside a flow run, as the flywheel flow asks it."""
+    from prefect import flow
+
+    from flows import approval as flow_approval
+
+    @flow(name="approval-probe")
+    def approval_probe(params_path: str) -> str:
+        return flow_approval.ask(load(Path(params_path)), "c3")
+
+    return approval_probe(params_path, **options)
+
+
 def paused_runs(api: str) -> list[str]:
     """Ids of the flow runs the API shows paused at c3's question, newest first."""
     from prefect.client.orchestration import get_client
@@ -94,14 +108,6 @@ def test_a_paused_run_killed_asks_again_and_the_answer_reaches_promotion(
     assert approval.read(Layout(waiting), "c3") is None
 
     asked: list[str] = []
-    from prefect import flow
-
-    from flows import approval as flow_approval
-
-    @flow(name="approval-probe")
-    def probe(params_path: str) -> str:
-        return flow_approval.ask(load(Path(params_path)), "c3")
-
     rerun = threading.Thread(target=lambda: asked.append(probe(str(params))))
     rerun.start()
     again = wait_for_pause(prefect_api, {killed})  # the same question, asked again
@@ -144,14 +150,6 @@ def test_a_paused_run_killed_asks_again_and_the_answer_reaches_promotion(
 
 def test_nobody_answers_in_time_then_the_default_decides(waiting: Path, prefect_api: str) -> None:
     update_params_file(waiting / "params.yaml", ["promote.approval.timeout_minutes=0.05"], None)
-    from prefect import flow
-
-    from flows import approval as flow_approval
-
-    @flow(name="approval-probe")
-    def probe(params_path: str) -> str:
-        return flow_approval.ask(load(Path(params_path)), "c3")
-
     state = probe(str(waiting / "params.yaml"), return_state=True)
     assert state.is_completed() and state.result() == "keep (nobody)"
     decided = approval.read(Layout(waiting), "c3")

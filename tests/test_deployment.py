@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import BIN, REPO, dvc, grown_copy, mtimes
+from tests.conftest import BIN, REPO, dvc, grown_copy, mtimes, status_rows
 from tests.servers import log_tail, prefect_env, prefect_server, prefect_worker
 
 SPEC = yaml.safe_load((REPO / "prefect.yaml").read_text())
@@ -36,14 +36,6 @@ def prefect(*args: str, env: dict[str, str], cwd: Path) -> str:
     )  # fmt: skip
     assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
-
-
-def status_rows(workspace: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [str(BIN / "flywheel"), "status", "--json", "--params", str(workspace / "params.yaml")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return list(json.loads(done.stdout))
 
 
 def post(api: str, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:

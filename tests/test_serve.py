@@ -4,23 +4,13 @@ process on an interval, and scheduled runs that each continue the workspace by o
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import BIN, dvc, grown_copy
+from tests.conftest import BIN, dvc, grown_copy, status_rows
 from tests.servers import background, log_tail, prefect_env, prefect_server, wait_until
-
-
-def rows(workspace: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [str(BIN / "flywheel"), "status", "--json", "--params", str(workspace / "params.yaml")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return list(json.loads(done.stdout))
 
 
 def flow_runs(api: str, deployment: str) -> list[dict[str, Any]]:
@@ -37,7 +27,7 @@ def flow_runs(api: str, deployment: str) -> list[dict[str, Any]]:
 
 def test_scheduled_runs_each_add_one_cycle(finished_run: Path, tmp_path: Path) -> None:
     workspace = grown_copy(finished_run, tmp_path / "repo")
-    before = rows(workspace)
+    before = status_rows(workspace)
     with prefect_server(tmp_path / "server") as api:
         env = prefect_env(tmp_path / "serve", api)
         command = [str(BIN / "flywheel"), "serve", "--interval", "20", "--add-cycles", "1"]
@@ -54,7 +44,7 @@ def test_scheduled_runs_each_add_one_cycle(finished_run: Path, tmp_path: Path) -
         runs = flow_runs(api, "flywheel-repo")
         assert all(r["state_type"] != "FAILED" for r in runs), log_tail(log)
         completed = [r for r in runs if r["state_type"] == "COMPLETED"]
-    after = rows(workspace)
+    after = status_rows(workspace)
     added = [r["cycle"] for r in after[len(before) :]]
     unpushed = [{k: v for k, v in r.items() if k != "pushed"} for r in after[: len(before)]]
     assert unpushed == [{k: v for k, v in r.items() if k != "pushed"} for r in before]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.domains.digits.config import N_CLASSES, Config
+from tasks.lib import pseudo_labels
 
 
 def quota_per_class(cfg: Config, cycle: int) -> list[int]:
@@ -18,29 +19,10 @@ def quota_per_class(cfg: Config, cycle: int) -> list[int]:
     return [round(share * N_CLASSES * base) for share in cfg.prior_shares()]
 
 
-def fit_to_pool(quotas: list[int], predicted: np.ndarray) -> list[int]:
-    """Shrink every quota by the same factor so the scarcest class can still fill its own.
-
-    Late cycles run out of pool rows for some classes; filling the others anyway would tilt
-    the batch away from the prior (and the bias gate would rightly reject it).
-    """
-    available = np.bincount(predicted, minlength=N_CLASSES)
-    scale = min([1.0] + [available[c] / q for c, q in enumerate(quotas) if q > 0])
-    return [int(q * scale) for q in quotas]
-
-
 def select(probs: np.ndarray, row_ids: list[str], cycle: int, cfg: Config) -> np.ndarray:
     """Indices of the pool rows to propose, in a deterministic order (confidence, then id)."""
-    labels, confidence = probs.argmax(axis=1), probs.max(axis=1)
-    order = sorted(range(len(row_ids)), key=lambda i: (-float(confidence[i]), row_ids[i]))
+    labels, confidence, order = pseudo_labels.ranked(probs, row_ids)
     if cfg.acceptance == "threshold":
-        return np.array([i for i in order if confidence[i] >= cfg.threshold], dtype=np.int64)
-    quotas = fit_to_pool(quota_per_class(cfg, cycle), labels)
-    taken = [0] * N_CLASSES
-    chosen = []
-    for i in order:
-        cls = int(labels[i])
-        if taken[cls] < quotas[cls]:
-            taken[cls] += 1
-            chosen.append(i)
-    return np.array(chosen, dtype=np.int64)
+        return pseudo_labels.above(order, confidence, cfg.threshold)
+    quotas = pseudo_labels.fit_to_pool(quota_per_class(cfg, cycle), labels)
+    return pseudo_labels.fill_quotas(order, labels, quotas)

@@ -25,6 +25,7 @@ import polars as pl
 from tasks.domains.tabular.config import Config
 from tasks.domains.tabular.data import LABEL, row_schema
 from tasks.domains.tabular.schema import Schema, SchemaError, keys
+from tasks.lib import pseudo_labels
 
 HUMAN_SUFFIX = "+human"
 """A human answer for a row the model had already labelled gets this suffix to its row id: the
@@ -55,21 +56,10 @@ def select(probs: np.ndarray, row_ids: list[str], wanted: list[int], cfg: Config
     """Indices of the rows to pseudo-label, most confident first (ties by row id). Balanced:
     `wanted` per predicted class, every quota shrunk by one factor so the scarcest class can
     fill its own (a late cycle's batch must not tilt away from the prior)."""
-    labels, confidence = probs.argmax(axis=1), probs.max(axis=1)
-    order = sorted(range(len(row_ids)), key=lambda i: (-float(confidence[i]), row_ids[i]))
+    labels, confidence, order = pseudo_labels.ranked(probs, row_ids)
     if cfg.acceptance == "threshold":
-        return np.array([i for i in order if confidence[i] >= cfg.threshold], dtype=np.int64)
-    available = np.bincount(labels, minlength=len(wanted))
-    scale = min([1.0] + [available[c] / q for c, q in enumerate(wanted) if q > 0])
-    fitted = [int(q * scale) for q in wanted]
-    taken = [0] * len(wanted)
-    chosen = []
-    for i in order:
-        cls = int(labels[i])
-        if taken[cls] < fitted[cls]:
-            taken[cls] += 1
-            chosen.append(i)
-    return np.array(chosen, dtype=np.int64)
+        return pseudo_labels.above(order, confidence, cfg.threshold)
+    return pseudo_labels.fill_quotas(order, labels, pseudo_labels.fit_to_pool(wanted, labels))
 
 
 def latest(pool: pl.DataFrame) -> pl.DataFrame:
