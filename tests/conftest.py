@@ -63,7 +63,7 @@ def prefect_api() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
-def run_flow(workspace: Path) -> list[dict]:
+def run_flow(workspace: Path) -> list[Any]:
     from flows.flywheel import flywheel
 
     return flywheel(params_path=str(workspace / "params.yaml"))
