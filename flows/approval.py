@@ -8,6 +8,9 @@ step reads. A paused run that is killed asks the same question again when rerun.
 
 from __future__ import annotations
 
+import os
+import time
+
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
@@ -15,10 +18,10 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from tasks.engine import approval, dvcrepo
-from tasks.engine.config import Config
+from tasks.engine.config import ApprovalParams, Config
 from tasks.engine.files import read_json
 from tasks.engine.layout import Layout, stage_name
-from tasks.engine.records import Promotion
+from tasks.engine.records import Evaluated, Promotion
 from tasks.steps import promote
 
 POLL_SECONDS = 2
@@ -37,20 +40,26 @@ def ask(cfg: Config, cycle: str) -> str:
     layout = Layout(cfg.root)
     if not cfg.params.promote.approval.required:
         return "not required"
-    if approval.read(layout, cycle) is not None:
-        return "already decided"
     if dvcrepo.is_current(dvcrepo.open_repo(cfg.root), stage_name("promote", cycle)):
         return "promote is current"
     previous = Promotion.from_json(read_json(layout.promotion(cfg.prev_of(cycle))))
     candidate, _, decision = promote.propose(cfg, cycle, previous)
     if not promote.asks_a_person(cfg, decision, previous):
         return "not needed"
+    assert isinstance(candidate, Evaluated)  # the gate promotes no other
+    if approval.read(layout, cycle, candidate.model_id) is not None:
+        return "already decided"
     rules = cfg.params.promote.approval
     question = (
-        f"promote@{cycle}: the gate would promote {getattr(candidate, 'model_id', '?')}: "
-        f"{decision.reason}. Promote it?"
+        f"promote@{cycle}: the gate would promote {candidate.model_id}: {decision.reason}. "
+        f"Promote it? Answer in the Prefect UI, or `flywheel approve --cycle {cycle} "
+        "--promote|--keep --by NAME [--comment TEXT]`"
     )
     get_run_logger().warning("%s (waiting up to %g minutes)", question, rules.timeout_minutes)
+    if not os.environ.get("PREFECT_API_URL"):  # a temporary API: no UI to answer in
+        record = _answer_file(layout, cycle, candidate.model_id, rules)
+        approval.write(layout, cycle, record)
+        return f"{'promote' if record.promote else 'keep'} ({record.by})"
     _cancel_stale(f"approve-{cycle}")
     try:
         answer = pause_flow_run(
@@ -62,18 +71,31 @@ def ask(cfg: Config, cycle: str) -> str:
             key=f"approve-{cycle}",
         )
         assert answer is not None
-        record = approval.Approval.now(answer.promote, answer.by, answer.comment, "prefect")
+        record = approval.Approval.now(
+            answer.promote, answer.by, answer.comment, "prefect", candidate.model_id
+        )
     except FlowPauseTimeout:
         _running_again()
-        record = approval.Approval.now(
-            rules.on_timeout == "promote",
-            "nobody",
-            f"no decision within {rules.timeout_minutes:g} minutes (on_timeout: "
-            f"{rules.on_timeout})",
-            "timeout",
-        )
+        record = _timed_out(rules, candidate.model_id)
     approval.write(layout, cycle, record)
     return f"{'promote' if record.promote else 'keep'} ({record.by})"
+
+
+def _timed_out(rules: ApprovalParams, candidate: str) -> approval.Approval:
+    why = f"no decision within {rules.timeout_minutes:g} minutes (on_timeout: {rules.on_timeout})"
+    return approval.Approval.now(rules.on_timeout == "promote", "nobody", why, "timeout", candidate)
+
+
+def _answer_file(
+    layout: Layout, cycle: str, candidate: str, rules: ApprovalParams
+) -> approval.Approval:
+    """Without a Prefect server to pause on, wait for `flywheel approve` to write the answer."""
+    deadline = time.monotonic() + rules.timeout_minutes * 60
+    while time.monotonic() < deadline:
+        if (found := approval.read(layout, cycle, candidate)) is not None:
+            return found
+        time.sleep(POLL_SECONDS)
+    return _timed_out(rules, candidate)
 
 
 def _cancel_stale(key: str) -> None:

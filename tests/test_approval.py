@@ -95,8 +95,9 @@ def wait_for_pause(api: str, known: set[str], seconds: float = 180) -> str:
 
 
 def test_a_paused_run_killed_asks_again_and_the_answer_reaches_promotion(
-    waiting: Path, prefect_api: str
+    waiting: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # a server to pause on and resume through
     params = waiting / "params.yaml"
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     first = subprocess.Popen(
@@ -148,7 +149,10 @@ def test_a_paused_run_killed_asks_again_and_the_answer_reaches_promotion(
     assert last["stage"] == "promote@c3" and last["metrics"]["approval"]["by"] == "ana"
 
 
-def test_nobody_answers_in_time_then_the_default_decides(waiting: Path, prefect_api: str) -> None:
+def test_nobody_answers_in_time_then_the_default_decides(
+    waiting: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     update_params_file(waiting / "params.yaml", ["promote.approval.timeout_minutes=0.05"], None)
     state = probe(str(waiting / "params.yaml"), return_state=True)
     assert state.is_completed() and state.result() == "keep (nobody)"
@@ -176,3 +180,41 @@ def test_without_an_answer_promote_stops_and_says_how_to_give_one(waiting: Path)
     second = subprocess.run(cli, cwd=waiting, env=env, capture_output=True, text=True)
     assert first.returncode == 0 and "written to" in first.stdout
     assert second.returncode == 2 and "already decided by bo (cli" in second.stderr
+
+
+def test_without_a_server_the_waiting_run_reads_the_answer_flywheel_approve_writes(
+    waiting: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # `flywheel run`'s temporary API
+    asked: list[str] = []
+    run = threading.Thread(target=lambda: asked.append(probe(str(waiting / "params.yaml"))))
+    run.start()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    answer = subprocess.run(
+        [BIN / "flywheel", "approve", "--cycle", "c3", "--keep", "--by", "ana"],
+        cwd=waiting, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    run.join(timeout=120)
+    assert answer.returncode == 0 and "written to" in answer.stdout, answer.stderr
+    assert asked == ["keep (ana)"]
+
+
+def test_a_decision_on_a_candidate_since_retrained_is_not_applied(waiting: Path) -> None:
+    layout = Layout(waiting)
+    old = approval.Approval.now(True, "bo", "looked fine", "cli", "c3:retrained-away")
+    approval.write(layout, "c3", old)
+    step = subprocess.run(
+        [BIN / "flywheel", "step", "promote", "--cycle", "c3"],
+        cwd=waiting, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert step.returncode == 1 and not layout.promotion("c3").exists()
+    assert "nobody has decided on c3:crafted (the decision there was on c3:retrained-away" in (
+        step.stderr
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    cli = [BIN / "flywheel", "approve", "--cycle", "c3", "--keep", "--by", "ana"]
+    assert subprocess.run(cli, cwd=waiting, env=env, capture_output=True).returncode == 0
+    kept_aside = layout.cycle("c3") / "approval.c3-retrained-away.json"
+    assert read_json(kept_aside)["by"] == "bo"  # the earlier decision is kept, not overwritten
+    decided = approval.read(layout, "c3")
+    assert decided is not None and (decided.candidate, decided.by) == ("c3:crafted", "ana")

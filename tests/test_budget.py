@@ -60,16 +60,20 @@ def test_minutes_stop_new_cycles_and_a_started_one_finishes(params: Path) -> Non
     assert list(load(params).params.cycles) == ["c1", "c2", "c3"]
 
 
-def test_until_plateau_stops_after_k_cycles_in_a_row_without_a_promotion(params: Path) -> None:
-    outcome = {"c1": True, "c2": False, "c3": True, "c4": False, "c5": False}
+def test_until_plateau_stops_after_k_added_cycles_in_a_row_without_a_promotion(
+    params: Path,
+) -> None:
+    outcome = {"c1": False, "c2": False, "c3": True, "c4": False, "c5": False, "c6": True}
+    # c1 and c2 are listed (they run whatever they do); c3..c5 are added until two in a row fail
     assert drive(params, Budget(until_plateau=2), outcome) == ["c1", "c2", "c3", "c4", "c5"]
-    assert plateau(params.parent, ["c1", "c2", "c3", "c4", "c5"]) == 2
+    assert plateau(params.parent, ["c3", "c4", "c5"]) == 2
 
 
 def test_limits_together_whichever_stops_first(params: Path) -> None:
     everything = {f"c{k}": True for k in range(1, 20)}
     assert drive(params, Budget(add_cycles=5, minutes=3), everything) == ["c1", "c2", "c3"]
-    assert drive(params, Budget(until_plateau=1), {}) == ["c1"]  # c1's refusal is a plateau
+    # c3 is listed now (added above); c4 is added, refused, and that is a plateau of one
+    assert drive(params, Budget(until_plateau=1), {}) == ["c1", "c2", "c3", "c4"]
 
 
 @pytest.mark.parametrize(

@@ -34,11 +34,12 @@ def approve(
     try:
         cfg = config.load(params)
         cfg.prev_of(cycle)
-        answer = approval.Approval.now(promote, by, comment, "cli")
+        layout = Layout(cfg.root)
+        candidate = _candidate(layout, cycle)
+        answer = approval.Approval.now(promote, by, comment, "cli", candidate)
     except (ValueError, config.ConfigError) as error:
         raise fail(str(error)) from None
-    layout = Layout(cfg.root)
-    if (found := approval.read(layout, cycle)) is not None:
+    if (found := approval.read(layout, cycle, candidate)) is not None:
         raise fail(
             f"{approval.path_of(layout, cycle)}: already decided by {found.by} ({found.via}, "
             f"{found.at}); a recorded decision is not overwritten"
@@ -57,6 +58,17 @@ def approve(
         f"approve@{cycle}: {'promote' if promote else 'keep'}; written to "
         f"{approval.path_of(layout, cycle)} (no paused flow run: the next promote reads it)"
     )
+
+
+def _candidate(layout: Any, cycle: str) -> str:
+    """The model id of the cycle's evaluated candidate: what the person decides on."""
+    from tasks.engine.files import read_json
+
+    path = layout.evaluation(cycle)
+    record = read_json(path) if path.is_file() else {}
+    if not record.get("evaluated"):
+        raise ValueError(f"{path}: no evaluated candidate to decide on yet (run up to evaluate)")
+    return str(record["model_id"])
 
 
 def _paused_run(params: Path, cycle: str) -> Any:

@@ -5,9 +5,10 @@ then, when a budget asks for more, appends one cycle at a time to `params.yaml` 
 it: the file stays the one source of truth, so `dvc repro` sees every cycle the flow added.
 
 - `add_cycles N`: append N cycles (a scheduled run continues the workspace this way);
-- `minutes M`: start no cycle after M minutes (a started cycle finishes; appends until then);
-- `until_plateau K`: stop once the last K cycles of the workspace promoted nothing.
-Given together, whichever stops first wins. Without any, the run does the listed cycles only.
+- `minutes M`: add no cycle after M minutes (a started cycle finishes; appends until then);
+- `until_plateau K`: stop once the last K cycles this run added promoted nothing.
+Given together, whichever stops first wins. The listed cycles always run first (the limits only
+stop adding); without any budget, the run does the listed cycles only.
 """
 
 from __future__ import annotations
@@ -69,24 +70,20 @@ def cycles(
     """
     started = clock()
     cfg = load(params_path)
-    done: list[str] = []
-    added = 0
     listed = list(cfg.params.cycles)
-    while True:
+    yield from listed  # what params.yaml lists always runs: `dvc repro` would run it too
+    added: list[str] = []
+    while len(listed) + len(added) < MAX_CYCLES:
         if budget.minutes is not None and clock() - started >= budget.minutes * 60:
             log(f"budget: {budget.minutes:g} minutes used; no new cycle starts")
             return
-        if budget.until_plateau and plateau(cfg.root, done) >= budget.until_plateau:
-            log(f"budget: {budget.until_plateau} cycles in a row promoted nothing; stopping")
+        if budget.until_plateau and plateau(cfg.root, added) >= budget.until_plateau:
+            log(f"budget: {budget.until_plateau} added cycles in a row promoted nothing")
             return
-        if listed:
-            cycle = listed.pop(0)
-        elif added < budget.add_cycles or (budget.open_ended and len(done) < MAX_CYCLES):
-            cycle, update = params_update.plan_append(params_path)
-            update.write()
-            added += 1
-            log(f"budget: added cycle {cycle} to {params_path}")
-        else:
+        if len(added) >= budget.add_cycles and not budget.open_ended:
             return
+        cycle, update = params_update.plan_append(params_path)
+        update.write()
+        log(f"budget: added cycle {cycle} to {params_path}")
         yield cycle
-        done.append(cycle)
+        added.append(cycle)

@@ -91,4 +91,5 @@ def _read(domain: AnyDomain, domain_cfg: Any, name: str, content: bytes, sha: st
         try:
             return domain.read_arrival(copy, sha[:12], domain_cfg)
         except ValueError as error:
-            raise ValueError(f"inbox file {name}: {error}") from None
+            why = str(error).replace(f"{copy}: ", "").replace(str(copy), name)
+            raise ValueError(f"inbox file {name}: {why}") from None

@@ -110,7 +110,7 @@ class Layout:
                 ],
             ),
             "generate": (
-                [self.pool, self.arrivals(p), self.champion(p), self.trainset(p)],
+                [self.pool, self.eval, self.arrivals(p), self.champion(p), self.trainset(p)],
                 [self.arrivals(c), self.candidates(c), self.label_requests(c)],
             ),
             "validate": (

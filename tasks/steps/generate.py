@@ -30,8 +30,10 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     network, _, _ = models.load(champion_dir / MODEL_FILE, cfg.domain_name)
     generator = read_json(champion_dir / "train.json")["model_id"]
     arrived, files = ingest(cfg, layout, cycle)
+    eval_ids = pl.read_parquet(layout.eval, columns=["row_id"])["row_id"]
+    fresh = arrived.filter(~pl.col("row_id").is_in(eval_ids.implode()))  # eval stays frozen
     pool = pl.concat(
-        [pl.read_parquet(layout.pool), arrived.drop(list(inbox.SOURCE_COLUMNS))],
+        [pl.read_parquet(layout.pool), fresh.drop(list(inbox.SOURCE_COLUMNS))],
         how="vertical_relaxed",
     )
     trainset = read_trainset(layout.trainset(prev))
@@ -56,6 +58,7 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
             "label_requests": requests.height,
             "pool_rows": pool.height,
             "arrived_files": files,  # the lineage of what came in, file by file
+            "arrived_eval_rows_ignored": arrived.height - fresh.height,
         }
     )
 

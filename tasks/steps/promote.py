@@ -180,9 +180,11 @@ def asks_a_person(cfg: Config, decision: Decision, previous: Promotion | None) -
     return cfg.params.promote.approval.required and decision.promoted and previous is not None
 
 
-def approved(layout: Layout, cycle: str, decision: Decision) -> tuple[Decision, Approval]:
-    """The gate's promotion, confirmed or stopped by the person's recorded decision."""
-    answer = approval.required(layout, cycle)
+def approved(
+    layout: Layout, cycle: str, decision: Decision, candidate: str
+) -> tuple[Decision, Approval]:
+    """The gate's promotion of `candidate`, confirmed or stopped by the person's decision."""
+    answer = approval.required(layout, cycle, candidate)
     if answer.promote:
         return decision, answer
     why = f"kept by {answer.by} ({answer.via}): {answer.comment or 'no comment'}"
@@ -198,7 +200,8 @@ def publish(cfg: Config, cycle: str, previous: Promotion | None) -> StepResult:
     candidate, arena, decision = propose(cfg, cycle, previous)
     answer = None
     if asks_a_person(cfg, decision, previous):
-        decision, answer = approved(layout, cycle, decision)
+        assert isinstance(candidate, Evaluated)  # the gate promotes no other
+        decision, answer = approved(layout, cycle, decision, candidate.model_id)
     with atomic_path(layout.champion(cycle)) as tmp:
         if decision.promoted:
             shutil.copytree(layout.candidate(cycle), tmp)

@@ -84,6 +84,28 @@ def human_rows(pool: pl.DataFrame, trainset: pl.DataFrame, cycle: int) -> pl.Dat
     )
 
 
+def usable(schema: Schema, cfg: Config) -> pl.Expr:
+    """Rows that pass the suite's row rules (expectations.column_rules): only those are worth a
+    pseudo-label. A row the suite would quarantine (a category never seen, a value out of range,
+    a null where the seed had none) would be offered, and quarantined, every cycle, until its
+    share rejects whole batches; it waits in the pool instead, for a person or a schema edit."""
+    keep = pl.lit(True)
+    for name in schema.features:
+        column = schema.columns[name]
+        facts, value = column.facts, pl.col(name)
+        if float(facts.get("null_share", 0.0)) == 0:
+            keep &= value.is_not_null()
+        if column.kind != "numeric":
+            keep &= value.is_null() | value.cast(pl.String()).is_in(
+                [str(c) for c in facts["categories"]]
+            )
+            continue
+        low, high = float(facts["min"]), float(facts["max"])
+        margin = cfg.checks.range_margin * (high - low)
+        keep &= value.is_null() | value.is_between(low - margin, high + margin)
+    return keep
+
+
 def generate(
     network: Any,
     pool: pl.DataFrame,
@@ -98,7 +120,9 @@ def generate(
 
     humans = human_rows(pool, trainset, cycle)
     unlabelled = latest(pool).filter(
-        pl.col(LABEL).is_null() & ~pl.col("row_id").is_in(trainset["row_id"].implode())
+        pl.col(LABEL).is_null()
+        & ~pl.col("row_id").is_in(trainset["row_id"].implode())
+        & usable(schema, cfg)
     )
     probs = probabilities(network, unlabelled)
     prior = prior_shares(schema, cfg)

@@ -63,8 +63,13 @@ def read_file(location: str) -> pl.DataFrame:
     return _typeless_empty_columns(frame)
 
 
+NULL_SPELLINGS = ["NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+
+
 def _read_csv(source: str | bytes) -> pl.DataFrame:
-    return pl.read_csv(source, infer_schema_length=None, try_parse_dates=False)
+    return pl.read_csv(  # the spellings of "missing" that spreadsheets and R/pandas write
+        source, infer_schema_length=None, try_parse_dates=False, null_values=NULL_SPELLINGS
+    )
 
 
 def _typeless_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
