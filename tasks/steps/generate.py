@@ -7,6 +7,7 @@ Before it does, the cycle takes the files that arrived in the domain's inbox sin
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -30,8 +31,7 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     network, _, _ = models.load(champion_dir / MODEL_FILE, cfg.domain_name)
     generator = read_json(champion_dir / "train.json")["model_id"]
     arrived, files = ingest(cfg, layout, cycle)
-    eval_ids = pl.read_parquet(layout.eval, columns=["row_id"])["row_id"]
-    fresh = arrived.filter(~pl.col("row_id").is_in(eval_ids.implode()))  # eval stays frozen
+    fresh = outside_eval(arrived, layout.eval)
     pool = pl.concat(
         [pl.read_parquet(layout.pool), fresh.drop(list(inbox.SOURCE_COLUMNS))],
         how="vertical_relaxed",
@@ -61,6 +61,15 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
             "arrived_eval_rows_ignored": arrived.height - fresh.height,
         }
     )
+
+
+def outside_eval(arrived: pl.DataFrame, eval_path: Path) -> pl.DataFrame:
+    """The arrived rows that are not rows of the frozen eval set (by row id): a user's file
+    holding eval rows with their labels must not train on them (the eval set stays frozen)."""
+    if arrived.is_empty() or "row_id" not in pl.read_parquet_schema(eval_path):
+        return arrived  # nothing arrived, or an eval set of positions (games) with no row ids
+    eval_ids = pl.read_parquet(eval_path, columns=["row_id"])["row_id"]
+    return arrived.filter(~pl.col("row_id").is_in(eval_ids.implode()))
 
 
 def ingest(cfg: Config, layout: Layout, cycle: str) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
