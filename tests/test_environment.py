@@ -22,7 +22,14 @@ runner = CliRunner()
 
 def files(root: Path) -> dict[str, bytes]:
     """Every file under `root` with its bytes: equal before and after means nothing changed."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    scratch = (
+        root / ".dvc" / "tmp"
+    )  # DVC's and the run lock's scratch (git-ignored), not the user's
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and scratch not in p.parents
+    }
 
 
 @pytest.fixture
