@@ -22,9 +22,7 @@ runner = CliRunner()
 
 def files(root: Path) -> dict[str, bytes]:
     """Every file under `root` with its bytes: equal before and after means nothing changed."""
-    scratch = (
-        root / ".dvc" / "tmp"
-    )  # DVC's and the run lock's scratch (git-ignored), not the user's
+    scratch = root / ".dvc" / "tmp"  # DVC's and the run lock's scratch, git-ignored
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in root.rglob("*")
