@@ -56,7 +56,7 @@ def _compute_settings(trainer: TrainerParams) -> None:
 WaitOpt = Annotated[
     float,
     typer.Option(
-        help="seconds to wait while another run holds the workspace (0: exit at once; inf)"
+        min=0, help="seconds to wait while another run holds the workspace (0: exit at once; inf)"
     ),
 ]
 
