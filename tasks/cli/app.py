@@ -151,6 +151,8 @@ def run(
         raise fail(
             f"{error}\ncompleted stages are kept; rerun the same command to resume", 1
         ) from None
+    except typer.Exit:  # already said why (click's Exit is a RuntimeError too)
+        raise
     except RuntimeError as error:  # the Prefect API went away mid-run
         problem = preflight.prefect_problem(error)
         if problem is None:
