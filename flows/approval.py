@@ -47,8 +47,8 @@ def ask(cfg: Config, cycle: str) -> str:
     if not promote.asks_a_person(cfg, decision, previous):
         return "not needed"
     assert isinstance(candidate, Evaluated)  # the gate promotes no other
-    if approval.read(layout, cycle, candidate.model_id) is not None:
-        return "already decided"
+    if (recorded := approval.read(layout, cycle, candidate.model_id)) is not None:
+        return _said(recorded)  # answered before the run asked (or by an earlier run)
     rules = cfg.params.promote.approval
     question = (
         f"promote@{cycle}: the gate would promote {candidate.model_id}: {decision.reason}. "
@@ -59,7 +59,7 @@ def ask(cfg: Config, cycle: str) -> str:
     if not os.environ.get("PREFECT_API_URL"):  # a temporary API: no UI to answer in
         record = _answer_file(layout, cycle, candidate.model_id, rules)
         approval.write(layout, cycle, record)
-        return f"{'promote' if record.promote else 'keep'} ({record.by})"
+        return _said(record)
     _cancel_stale(f"approve-{cycle}")
     try:
         answer = pause_flow_run(
@@ -78,6 +78,10 @@ def ask(cfg: Config, cycle: str) -> str:
         _running_again()
         record = _timed_out(rules, candidate.model_id)
     approval.write(layout, cycle, record)
+    return _said(record)
+
+
+def _said(record: approval.Approval) -> str:
     return f"{'promote' if record.promote else 'keep'} ({record.by})"
 
 
