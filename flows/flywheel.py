@@ -78,17 +78,35 @@ evaluate = stage_task(steps.EVALUATE)
 promote = stage_task(steps.PROMOTE)
 
 
-@task(task_run_name="push@{cycle}", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(task_run_name="push@{cycle}", cache_policy=NO_CACHE)
 def push(params_path: str, pin: str, cycle: str) -> int:
-    """Send what the remote lacks of this cycle's outputs (retried: networks fail)."""
+    """Send what the remote lacks of this cycle's outputs, and of earlier cycles a failed push
+    left, retried with backoff (`remote.retries`). When it still fails, `remote.on_failure`
+    decides: stop the run, or warn and go on (the next push sends it; status shows it)."""
     cfg = pinned(params_path, pin)
-    if not cfg.params.remote.push:
+    remote, log = cfg.params.remote, get_run_logger()
+    if not remote.push:
         return 0
-    done = [steps.PREPARE, steps.BOOTSTRAP] if cycle == "c0" else steps.CYCLE
-    stages = [stage_name(step.name, cycle) for step in done]
-    sent = dvcrepo.push(dvcrepo.open_repo(cfg.root), stages)
-    get_run_logger().info("push@%s: %d files sent to %s", cycle, sent, cfg.params.remote.url)
-    return sent
+    repo = dvcrepo.open_repo(cfg.root)
+    try:
+        done = dvcrepo.push_cycle(repo, remote, cycle, cfg.cycle_ids, warn=log.warning)
+    except dvcrepo.PushFailed as error:
+        if remote.on_failure == "stop":
+            raise
+        log.warning(
+            "push@%s FAILED, the run goes on (remote.on_failure: continue): %s\n%s: only in "
+            "this workspace until a push gets through (`flywheel status` shows which)",
+            cycle,
+            error,
+            ", ".join(error.cycles),
+        )
+        return 0
+    if done.cycles:
+        sent = ", ".join(done.cycles)
+        log.info("push@%s: %d files of %s sent to %s", cycle, done.files, sent, remote.url)
+    else:
+        log.info("push@%s: already on %s", cycle, remote.url)
+    return done.files
 
 
 @task(task_run_name="publish@{cycle}", cache_policy=NO_CACHE)

@@ -320,25 +320,20 @@ def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
     prefect_api: str,
     s3: S3,
     closed_port: int,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bucket = s3.new_bucket("flywheel-outage")
     dead = f"http://127.0.0.1:{closed_port}"
-    workspace = make_workspace(
-        tmp_path / "repo", cycles=1, overrides=s3.overrides(bucket, endpoint=dead)
-    )
-    # botocore's own retries (5 attempts with backoff) would add ~10 s per push attempt here,
-    # and the task's own retries wait 5 s each: the same retries, without the waits
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    from flows import flywheel as flow
-
-    monkeypatch.setattr(flow, "push", flow.push.with_options(retry_delay_seconds=0))
+    # remote.on_failure: stop, and the push's 2 retries without their waits
+    overrides = [*s3.overrides(bucket, endpoint=dead), "remote.on_failure=stop"]
+    overrides.append("remote.retry_delay=0")
+    workspace = make_workspace(tmp_path / "repo", cycles=1, overrides=overrides)
 
     with pytest.raises(RemoteError) as failure:
         run_flow(workspace)
 
     assert f"127.0.0.1:{closed_port}" in str(failure.value), str(failure.value)
     assert "remote.endpoint_url" in str(failure.value)  # says which param to check
+    assert "gave up after 3 attempts" in str(failure.value)  # remote.retries: 2
     assert SECRET not in str(failure.value)
     assert s3.keys(bucket) == set()
     done = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
@@ -349,7 +344,6 @@ def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
     finished = [Layout(workspace).prepared, Layout(workspace).cycle("c0")]
     outputs = mtimes(workspace, finished)
 
-    monkeypatch.delenv("AWS_MAX_ATTEMPTS")
     update_params_file(workspace / "params.yaml", [f"remote.endpoint_url={s3.endpoint}"], None)
     results = run_flow(workspace)
 

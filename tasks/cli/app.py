@@ -124,12 +124,20 @@ def run(
         raise fail(f"{root}: not a DVC repository (run `git init && dvc init` there)")
     _lock_resolved(root)
     _compute_settings(update.config.params.trainer)
-    from tasks.cli.table import render
+    from tasks.cli import interrupt
+    from tasks.cli.table import render, unpushed
     from tasks.engine.dvcrepo import RemoteError
     from tasks.engine.runner import StepFailed
 
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
+    resume = "completed stages are kept; rerun the same command to resume"
     try:  # held before the params file is written: a second run never rewrites it
-        with _hold(lock, root, "flywheel run", wait):
+        with (
+            interrupt.stoppable(say, cleanup=preflight.stop_ephemeral_server),
+            _hold(lock, root, "flywheel run", wait),
+        ):
             preflight.prefect_defaults()
             try:
                 preflight.prefect_ready(lambda line: typer.echo(line, err=True))
@@ -145,20 +153,33 @@ def run(
                 minutes=plan.minutes,
                 until_plateau=plan.until_plateau,
             )
+    except interrupt.Stopped as stop:
+        raise fail(f"stopped by {stop.name}; {resume}", stop.exit_code) from None
+    except typer.Exit:
+        raise
     except config.ConfigError as error:
         raise fail(str(error)) from None
     except (StepFailed, RemoteError) as error:
-        raise fail(
-            f"{error}\ncompleted stages are kept; rerun the same command to resume", 1
-        ) from None
-    except typer.Exit:  # already said why (click's Exit is a RuntimeError too)
-        raise
-    except RuntimeError as error:  # the Prefect API went away mid-run
+        full = preflight.disk_problem(error, root)
+        raise fail(f"{error}{f'; {full}' if full else ''}\n{resume}", 1) from None
+    except Exception as error:  # the Prefect API went away mid-run, the disk filled up
         problem = preflight.prefect_problem(error)
-        if problem is None:
+        if problem is not None:  # its exit would wait on the lost API: bound it
+            interrupt.exit_within(interrupt.GRACE_SECONDS, 2, preflight.stop_ephemeral_server)
+            raise fail(f"{problem}; {resume}") from None
+        full = preflight.disk_problem(error, root)
+        if full is None:
             raise
-        raise fail(f"{problem}; completed stages are kept, rerun to resume") from None
+        raise fail(f"{full}\n{resume}", 1) from None
     render(rows)
+    missing = unpushed(rows)
+    if missing:  # remote.on_failure: continue; the warnings scrolled by, the exit says it
+        raise fail(
+            f"the run finished, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+            " not on the remote (see the push warnings above); rerun `flywheel run` once the "
+            "remote answers: it pushes what is missing",
+            3,
+        )
 
 
 @app.command()
@@ -178,7 +199,10 @@ def status(
     except ConfigError as error:
         raise fail(str(error)) from None
     if as_json:
-        typer.echo(json.dumps([row.to_json() for row in rows], indent=2))
+        # `pushed` too (None: pushing is off): the published records, written before their
+        # push, leave it out (status.CycleRow)
+        listed = [{**row.to_json(), "pushed": getattr(row, "pushed", None)} for row in rows]
+        typer.echo(json.dumps(listed, indent=2))
         return
     from tasks.cli.table import render
 

@@ -10,9 +10,16 @@ from rich.table import Table
 
 from tasks.engine.records import CycleStatus
 
+YES_NO = {True: "yes", False: "no", None: "-"}
+
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def unpushed(rows: Sequence[CycleStatus]) -> list[str]:
+    """The complete cycles that are not on the remote (a push failed, was cut, or never ran)."""
+    return [row.cycle for row in rows if getattr(row, "pushed", None) is False]
 
 
 def render(rows: Sequence[CycleStatus]) -> None:
@@ -27,6 +34,7 @@ def render(rows: Sequence[CycleStatus]) -> None:
         "promoted",
         "champion",
         "snapshot",
+        "pushed",
     ):
         table.add_column(column)
     for row in rows:
@@ -38,8 +46,17 @@ def render(rows: Sequence[CycleStatus]) -> None:
             str(row.quarantined_rows if row.quarantined_rows is not None else "-"),
             _num(row.metric),
             "-" if worst is None else f"{worst:.4f} ({row.worst_slice})",
-            {True: "yes", False: "no", None: "-"}[row.promoted],
+            YES_NO[row.promoted],
             row.champion or "-",
             (row.snapshot or "-")[:12],
+            YES_NO[getattr(row, "pushed", None)],
         )
-    Console(width=None if sys.stdout.isatty() else 132).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    console.print(table)
+    missing = unpushed(rows)
+    if missing:
+        console.print(
+            f"not on the remote: {', '.join(missing)} (a push failed or was cut short); "
+            "the next `flywheel run` pushes them",
+            style="bold yellow",
+        )

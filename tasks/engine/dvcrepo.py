@@ -12,6 +12,12 @@ chain head is refused. `.dvc/tmp/flywheel-lineage-pushed.json` remembers the las
 and where it ends in the ledger, so a push reads only the records since (invariant 10). The
 remote is configured with DVC's `verify = true`: `dvc pull` recomputes each object's hash and
 refuses one whose bytes do not match its name (an object overwritten on the remote).
+
+A push that fails is retried with backoff (`remote.retries`, `remote.retry_delay`), and every
+wait on an S3 server is bounded (`remote.timeout`, see `_bounded_s3_waits`): a dead or silent
+endpoint ends in a `RemoteError` that names the remote, never in a hang. `push_cycle` records
+each cycle's outcome (`status.PUSHES`) for `flywheel status`, and sends again, with the next
+push, whatever an earlier failed push of the run left behind.
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ import json
 import logging
 import os
 import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.engine import lineage
-from tasks.engine.files import atomic_path
-from tasks.engine.layout import Layout
+from tasks.engine import lineage, status
+from tasks.engine.files import atomic_path, remove_stale_temporaries, write_json
+from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -87,46 +98,298 @@ def is_current(repo: Repo, stage: str) -> bool:
 
 def commit(repo: Repo, stage: str) -> None:
     logging.getLogger("dvc").setLevel(logging.WARNING)  # Prefect's log setup resets it
-    with _inside(repo):
+    with _inside(repo), signals_held():
         repo.commit(stage, force=True)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while DVC rewrites its files, and deliver them after.
+
+    DVC rewrites `dvc.lock` (and `.dvc/config`) in place. Measured: a Ctrl-C that landed while
+    it did cut the file short, and the next run redid every stage whose entry was lost. A
+    signal held here reaches whichever handler is installed (the run's, Prefect's) a moment
+    later, with the file whole. Main thread only (Python runs handlers there); a SIGKILL cannot
+    be held, and can still land mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    hold = {s: signal.signal(s, lambda signum, _: held.append(signum)) for s in _HELD}
+    try:
+        yield
+    finally:
+        for held_signal, handler in hold.items():
+            signal.signal(held_signal, signal.SIG_DFL if handler is None else handler)
+        for signum in held:
+            signal.raise_signal(signum)
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
 
 
 def configure_remote(repo: Repo, remote: RemoteParams) -> None:
     """Make `flywheel` the default DVC remote, as params say (no credentials are written)."""
     url = remote.url
-    with _inside(repo), repo.config.edit() as conf:
+    with _inside(repo), signals_held(), repo.config.edit() as conf:
         section: dict[str, Any] = {"url": url, "verify": True}  # pull recomputes hashes
         if remote.endpoint_url:
             section["endpointurl"] = remote.endpoint_url
         if remote.region:
             section["region"] = remote.region
+        if url.startswith("s3://"):  # dvc-s3's own options, passed to botocore by s3fs
+            section["connect_timeout"] = remote.timeout
+            section["read_timeout"] = remote.timeout
+            _bounded_s3_waits()
         conf["remote"][REMOTE_NAME] = section
         conf["core"]["remote"] = REMOTE_NAME
+
+
+def _bounded_s3_waits() -> None:
+    """Make every wait on an S3 server end within the remote's timeouts (measured with
+    botocore 1.43 and aiohttp under s3fs, on a server that accepts and never answers):
+
+    - botocore marks each upload `Expect: 100-continue`, and aiohttp waits for the "100
+      Continue" with no timeout at all: a push cut off mid-upload hung for good. Without the
+      header, the same cut fails in 5 x `read_timeout` (s3fs tries each request 5 times);
+      S3 takes a body without it.
+    - botocore's own retries (5 attempts) nest inside s3fs's 5, so a dead endpoint cost
+      25 timeouts per request: one attempt each (`AWS_MAX_ATTEMPTS`, unless the environment
+      sets it), and the push's own retries, with backoff and a log line each, do the rest.
+
+    A server that stops reading in the middle of a large object (more than the socket buffers,
+    some MB) is the one wait left unbounded by these settings.
+    """
+    from botocore import handlers
+
+    os.environ.setdefault("AWS_MAX_ATTEMPTS", "1")
+    handlers.BUILTIN_HANDLERS[:] = [
+        spec for spec in handlers.BUILTIN_HANDLERS if spec[1] is not handlers.add_expect_header
+    ]
 
 
 class RemoteError(RuntimeError):
     """The remote could not be reached or refused the upload; the message names it."""
 
 
-def push(repo: Repo, stages: list[str]) -> int:
-    """Upload the outs of `stages` that the remote lacks; returns the number of files sent."""
+def remote_where(repo: Repo) -> str:
+    """The configured remote as messages and push records name it (`status.remote_label`)."""
     section = repo.config["remote"].get(REMOTE_NAME, {})
-    where = section.get("url", "?")
-    if section.get("endpointurl"):
-        where += f" via {section['endpointurl']}"
+    return status.remote_label(section.get("url", "?"), section.get("endpointurl"))
+
+
+def push(repo: Repo, stages: list[str]) -> int:
+    """Upload the outs of `stages` that the remote lacks; returns the number of files sent.
+    One attempt; `push_cycle` retries."""
+    where = remote_where(repo)
+    if repo.config["remote"].get(REMOTE_NAME, {}).get("url", "").startswith("s3://"):
+        _bounded_s3_waits()
     try:
-        with _inside(repo):
+        with _inside(repo), _transfer_errors() as failures:
             sent = int(repo.push(targets=stages, remote=REMOTE_NAME))
         push_ledger(repo)
         return sent
     except lineage.LedgerError as error:
-        raise RemoteError(f"push of the ledger refused: {error}") from error
+        raise LedgerRefused(f"push of the ledger refused: {error}") from error
     except Exception as error:  # botocore, aiohttp, DVC: name the remote and what to check
+        said = _cause(error)
+        if failures and failures[0] not in said:
+            said += f" ({failures[0]})"
         raise RemoteError(
-            f"push to DVC remote '{REMOTE_NAME}' ({where}) failed: {error}\n"
-            "check remote.url, remote.endpoint_url and remote.region in params.yaml and the "
-            "AWS credentials in the environment; rerun to resume (completed steps are kept)"
+            f"push to DVC remote '{REMOTE_NAME}' ({where}) failed: {said}\n{_what_to_check(repo)}"
         ) from error
+
+
+@contextlib.contextmanager
+def _transfer_errors() -> Iterator[list[str]]:
+    """DVC logs every file it fails to send, each with a traceback, then raises only a count
+    ("5 files failed to upload"): keep the first such line for the RemoteError, print none."""
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not kept:
+                kept.append(record.getMessage().splitlines()[0])
+
+    handler = Keep(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
+    saved = [(logger, logger.handlers[:], logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [handler], False
+    try:
+        yield kept
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+
+
+class PushFailed(RemoteError):
+    """A cycle's push gave up; `cycles` are the ones it was to send, not on the remote yet."""
+
+    def __init__(self, message: str, cycles: list[str]) -> None:
+        super().__init__(message)
+        self.cycles = cycles
+
+
+class LedgerRefused(RemoteError):
+    """The remote's ledger does not continue this workspace's: retrying cannot help."""
+
+
+def _cause(error: BaseException) -> str:
+    """The error and, when DVC only counts failures ("2 files failed to upload"), why."""
+    said, seen = str(error) or type(error).__name__, error.__cause__ or error.__context__
+    while seen is not None:
+        inner = str(seen)
+        if inner and inner not in said:
+            return f"{said} ({inner.splitlines()[0]})"
+        seen = seen.__cause__ or seen.__context__
+    return said
+
+
+def _what_to_check(repo: Repo) -> str:
+    section = repo.config["remote"].get(REMOTE_NAME, {})
+    if not str(section.get("url", "")).startswith("s3://"):
+        return "check that remote.url in params.yaml names a folder this process can write"
+    server = section.get("endpointurl") or "AWS S3"
+    return (
+        f"check that {server} is up and reachable from here, remote.url, remote.endpoint_url "
+        "and remote.region in params.yaml, and the AWS credentials in the environment"
+    )
+
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """What one `push_cycle` sent: the cycles it covered and the files DVC uploaded."""
+
+    cycles: list[str]
+    files: int
+    attempts: int
+
+
+def cycle_stages(cycle: str) -> list[str]:
+    """The stages whose outs a cycle's push sends (c0: prepare and bootstrap)."""
+    if cycle == "c0":
+        return ["prepare", "bootstrap"]
+    return [stage_name(step, cycle) for step in CYCLE_STEPS]
+
+
+def lock_outs(root: Path, stages: list[str]) -> dict[str, list[str]]:
+    """The out hashes `dvc.lock` records for `stages` (stage -> md5s): what a push sends."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        lock = yaml.load((root / "dvc.lock").read_text(), Loader=loader) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    entries = lock.get("stages") or {}
+    return {
+        stage: sorted(str(out.get("md5")) for out in (entries.get(stage) or {}).get("outs", []))
+        for stage in stages
+    }
+
+
+def already_pushed(root: Path, cycle: str, where: str, outs: dict[str, list[str]]) -> bool:
+    """This cycle's last push reached `where` with the outs `dvc.lock` records now (a stage
+    run again since, by `dvc repro` say, makes it due again)."""
+    record = status.push_record(root, cycle) or {}
+    return status.pushed(root, cycle, where) is True and record.get("outs") == outs
+
+
+def unpushed_before(root: Path, cycle: str, listed: list[str], where: str) -> list[str]:
+    """The cycles before `cycle` whose last push did not reach `where`, back to the last one
+    that did: those a failed push left behind (a run pushes its cycles in order, so this looks
+    back only as far as this run's failures)."""
+    behind: list[str] = []
+    for earlier in reversed(listed[: listed.index(cycle)]):
+        if status.pushed(root, earlier, where):
+            break
+        behind.append(earlier)
+    return behind[::-1]
+
+
+def push_cycle(
+    repo: Repo,
+    remote: RemoteParams,
+    cycle: str,
+    listed: list[str],
+    warn: Log,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Pushed:
+    """Push `cycle` and what earlier failed pushes left, retried with backoff; record the
+    outcome of each cycle (`status.PUSHES`). Raises PushFailed after the last attempt."""
+    root, where = Path(repo.root_dir), status.remote_label(remote.url, remote.endpoint_url)
+    cycles = [*unpushed_before(root, cycle, listed, where), cycle]
+    outs = lock_outs(root, [stage for c in cycles for stage in cycle_stages(c)])
+    due = {  # a cycle already on this remote, unchanged since, costs no request
+        c: {s: outs[s] for s in cycle_stages(c)}
+        for c in cycles
+        if not already_pushed(root, c, where, {s: outs[s] for s in cycle_stages(c)})
+    }
+    if not due and ledger_pushed(repo):
+        return Pushed([], 0, 0)
+    stages = [stage for c in due for stage in cycle_stages(c)]
+    tries, started = remote.retries + 1, time.monotonic()
+    for attempt in range(1, tries + 1):
+        try:
+            sent = push(repo, stages) if stages else _ledger_only(repo)
+        except RemoteError as error:
+            if attempt == tries or isinstance(error, LedgerRefused):
+                seconds = time.monotonic() - started
+                _record(root, due, where, attempt, error=str(error).splitlines()[0])
+                raise PushFailed(
+                    f"{error}\n(push@{cycle} gave up after {attempt} attempt"
+                    f"{'s' if attempt > 1 else ''} in {seconds:.0f} s; remote.retries and "
+                    "remote.retry_delay set how hard it tries, remote.timeout how long it waits)",
+                    list(due),
+                ) from error
+            delay = remote.retry_delay * 2 ** (attempt - 1)
+            warn(
+                f"push@{cycle}: attempt {attempt} of {tries} failed: "
+                f"{str(error).splitlines()[0]}; retrying in {delay:g} s"
+            )
+            sleep(delay)
+        else:
+            _record(root, due, where, attempt, files=sent)
+            return Pushed(list(due), sent, attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _ledger_only(repo: Repo) -> int:
+    """Push the ledger's new records alone (every cycle's outputs are there already)."""
+    try:
+        push_ledger(repo)
+    except lineage.LedgerError as error:
+        raise LedgerRefused(f"push of the ledger refused: {error}") from error
+    except Exception as error:
+        raise RemoteError(
+            f"push of the ledger to DVC remote '{REMOTE_NAME}' ({remote_where(repo)}) failed: "
+            f"{_cause(error)}\n{_what_to_check(repo)}"
+        ) from error
+    return 0
+
+
+def _record(
+    root: Path,
+    due: dict[str, dict[str, list[str]]],
+    where: str,
+    attempts: int,
+    files: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Write each cycle's push record (`status.PUSHES`): reached `where` with these outs, or
+    why not."""
+    folder = root / status.PUSHES
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    for cycle, outs in due.items():
+        path = folder / f"{cycle}.json"
+        remove_stale_temporaries([path])  # a push killed while it wrote this record
+        record = {"cycle": cycle, "remote": where, "pushed": error is None, "at": at}
+        record |= {"attempts": attempts, "files": files, "error": error, "outs": outs}
+        write_json(path, record)
 
 
 LINEAGE_DIR = "lineage"
@@ -181,6 +444,19 @@ def _remember(root: Path, store: LedgerStore, head: lineage.Head, offset: int) -
     marker = root / _PUSHED
     with atomic_path(marker) as staged:
         staged.write_text(json.dumps({"remote": store.where, "head": head.name, "offset": offset}))
+
+
+def ledger_pushed(repo: Repo) -> bool:
+    """The remote has every ledger record, as far as this workspace knows: its last push went
+    to this remote and the ledger has not grown since. Asks no server."""
+    root = Path(repo.root_dir)
+    ledger = Layout(root).ledger
+    try:
+        data = json.loads((root / _PUSHED).read_text())
+        size = ledger.stat().st_size if ledger.exists() else 0
+        return bool(data["remote"] == ledger_store(repo).where and int(data["offset"]) == size)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def push_ledger(repo: Repo) -> lineage.Head | None:
