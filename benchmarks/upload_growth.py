@@ -1,4 +1,5 @@
-"""3. upload_growth: bytes each cycle's push sends to the remote vs its new accepted shard.
+"""3. upload_growth: bytes each cycle's push sends to the remote vs its new accepted shard, and
+the bytes the workspace holds after each cycle vs the distinct data in it.
 
 DVC's remote is content-addressed: a push sends the objects (files, and a `.dir` manifest per
 directory) of the pushed stages' outputs that the remote does not hold yet. Walking `dvc.lock`
@@ -21,7 +22,7 @@ from benchmarks.tables import show
 
 TARGET_RATIO = 1.2
 CYCLE_STEPS = ("generate", "validate", "snapshot", "train", "evaluate", "promote")
-SENT = re.compile(r"push@(c\d+): (\d+) files sent")
+SENT = re.compile(r"push@(c\d+): (\d+) files (?:of [^\n]*? )?sent")
 
 
 def object_path(store: Path, md5: str) -> Path:
@@ -92,6 +93,50 @@ def attribute(workspace: Path, cycles: list[str]) -> dict[str, dict[str, Any]]:
     return sent
 
 
+def workspace_bytes(workspace: Path, cycles: list[str]) -> list[dict[str, Any]]:
+    """After each cycle k (data/ and cycles/c0..ck, plus DVC's cache objects at the end): the
+    bytes on disk (each inode once: hard links are one file), the distinct contents (each md5
+    once), and what the same paths took as separate copies (each path counted: the layout
+    before snapshots and kept champions were links)."""
+    from tasks.engine.files import file_md5
+
+    inodes: dict[int, int] = {}
+    contents: dict[str, int] = {}
+    paths = 0
+    rows = []
+
+    def add(folder: Path) -> None:
+        nonlocal paths
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.name != ".gitignore" and not path.name.endswith(".dir"):
+                size = path.stat().st_size
+                inodes[path.stat().st_ino] = size
+                contents.setdefault(file_md5(path), size)
+                paths += size
+
+    add(workspace / "data")
+    for cycle in ["c0", *cycles]:
+        add(workspace / "cycles" / cycle)
+        rows.append(_bytes_row(cycle, inodes, contents, paths))
+    add(workspace / ".dvc" / "cache" / "files")
+    rows.append(_bytes_row("+ DVC cache", inodes, contents, paths))
+    return rows
+
+
+def _bytes_row(
+    label: str, inodes: dict[int, int], contents: dict[str, int], paths: int
+) -> dict[str, Any]:
+    on_disk, distinct = sum(inodes.values()), sum(contents.values())
+    return {
+        "after": label,
+        "on_disk_bytes": on_disk,
+        "distinct_bytes": distinct,
+        "ratio": rounded(on_disk / distinct, 3),
+        "as_copies_bytes": paths,
+        "as_copies_ratio": rounded(paths / distinct, 3),
+    }
+
+
 def run(scale: Scale) -> dict[str, Any]:
     flow = shared_flow_run(scale)
     ws = flow.workspace
@@ -122,6 +167,7 @@ def run(scale: Scale) -> dict[str, Any]:
         )
     ratios = [r["snapshot_ratio"] for r in rows if r["snapshot_ratio"] is not None]
     worst = max(ratios) if ratios else None
+    held = workspace_bytes(ws, cycles)
     result = {
         "source": "dvc.lock of the time_to_result flow run, objects attributed in push order",
         "c0_push": sent["c0"],
@@ -137,8 +183,14 @@ def run(scale: Scale) -> dict[str, Any]:
                 "target": f"snapshot bytes sent <= {TARGET_RATIO}x the new shard (worst cycle)",
                 "value": worst,
                 "met": worst is not None and worst <= TARGET_RATIO,
-            }
+            },
+            {
+                "target": f"workspace + DVC cache bytes <= {TARGET_RATIO}x its distinct data",
+                "value": held[-1]["ratio"],
+                "met": held[-1]["ratio"] <= TARGET_RATIO,
+            },
         ],
+        "workspace": held,
     }
     result["headline"] = {
         "snapshot_ratio": {r["cycle"]: r["snapshot_ratio"] for r in rows},
@@ -181,6 +233,22 @@ def report(result: dict[str, Any]) -> None:
         "upload_growth: bytes sent per cycle by what was pushed",
         ["what", *[r["cycle"] for r in rows]],
         [[k, *[r["by_category"].get(k, 0) for r in rows]] for k in kinds],
+    )
+    show(
+        "upload_growth: workspace bytes on disk after each cycle vs its distinct data "
+        "(as copies: the same paths as separate files)",
+        ["after", "on disk B", "distinct B", "ratio", "as copies B", "copies ratio"],
+        [
+            [
+                w["after"],
+                w["on_disk_bytes"],
+                w["distinct_bytes"],
+                w["ratio"],
+                w["as_copies_bytes"],
+                w["as_copies_ratio"],
+            ]
+            for w in result["workspace"]
+        ],
     )
     print(
         f"c0 push: {result['c0_push']['bytes']} B in {result['c0_push']['files']} files; "

@@ -40,7 +40,9 @@ def test_dvc_repro_matches_the_flow_byte_for_byte(tmp_path: Path, finished_run: 
     root = make_workspace(tmp_path / "repo", cycles=1)  # finished_run's params, one cycle
     repro = dvc(root, "repro")
     assert repro.returncode == 0, repro.stderr[-3000:]
-    assert cycles(root) == cycles(finished_run)[: len(CYCLES)]
+    # the same records; only `pushed` differs (`dvc repro` pushes nothing, the flow does)
+    repro, flow = cycles(root), cycles(finished_run)[: len(CYCLES)]
+    assert [r.to_json() for r in repro] == [r.to_json() for r in flow]
     assert outputs(root) == outputs(finished_run)
     assert "up to date" in dvc(root, "status").stdout
     assert len(ledger(root)) == len(lineage.read(Layout(root).ledger)) == 11

@@ -51,6 +51,21 @@ def atomic_path(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def link_or_copy(source: str | Path, target: str | Path) -> None:
+    """Make `target` a hard link to `source`, or a copy where the file system cannot link (two
+    file systems, or one without hard links): the same bytes either way.
+
+    Safe for the engine's published files because none is ever written in place: every new
+    version goes to a new temporary file renamed over the name (`atomic_path`), which leaves
+    the other names of the old file untouched. What makes the workspace grow with its data and
+    not with its square (DESIGN.md invariant 10): snapshot k lists every earlier shard again.
+    Accepts `shutil.copytree`'s `copy_function` signature (str or Path)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def remove_stale_temporaries(targets: list[Path]) -> None:
     """Delete what a killed `atomic_path` left beside `targets` (`.NAME.*.tmp`): SIGKILL skips
     its cleanup. Only the engine's own temporary names are touched, never a user's file."""

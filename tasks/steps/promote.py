@@ -19,7 +19,7 @@ from tasks import domains
 from tasks.engine import approval, gate
 from tasks.engine.approval import Approval
 from tasks.engine.config import Config, PromoteParams
-from tasks.engine.files import atomic_path, read_json, write_json
+from tasks.engine.files import atomic_path, link_or_copy, read_json, write_json
 from tasks.engine.layout import MODEL_FILE, SCORES_FILE, Layout
 from tasks.engine.records import (
     Champion,
@@ -204,10 +204,10 @@ def publish(cfg: Config, cycle: str, previous: Promotion | None) -> StepResult:
         decision, answer = approved(layout, cycle, decision, candidate.model_id)
     with atomic_path(layout.champion(cycle)) as tmp:
         if decision.promoted:
-            shutil.copytree(layout.candidate(cycle), tmp)
-            shutil.copyfile(layout.eval_scores(cycle), tmp / SCORES_FILE)
-        else:
-            shutil.copytree(layout.champion(cfg.prev_of(cycle)), tmp)
+            shutil.copytree(layout.candidate(cycle), tmp, copy_function=link_or_copy)
+            link_or_copy(layout.eval_scores(cycle), tmp / SCORES_FILE)
+        else:  # links, not copies: a champion kept for many cycles is stored once
+            shutil.copytree(layout.champion(cfg.prev_of(cycle)), tmp, copy_function=link_or_copy)
     current = previous.champion if previous else None
     if decision.promoted and isinstance(candidate, Evaluated):  # the gate promotes no other
         champion = Champion.crown(candidate, cycle)

@@ -1,19 +1,26 @@
 """snapshot: T(k) = T(k-1) + A(k), a directory of parquet shards frozen by DVC.
 
-Accumulate, never replace (DESIGN.md). Earlier shards are copied byte for byte, so DVC's
+Accumulate, never replace (DESIGN.md). Earlier shards are hard links to the previous snapshot's
+(a copy where links cannot be made), so the workspace holds each shard's bytes once, and DVC's
 content-addressed cache and remote store each shard once: a cycle uploads only its new shard.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from tasks.engine.config import Config
-from tasks.engine.files import atomic_path, dir_md5, file_md5, read_json, write_json
+from tasks.engine.files import (
+    atomic_path,
+    dir_md5,
+    file_md5,
+    link_or_copy,
+    read_json,
+    write_json,
+)
 from tasks.engine.layout import Layout
 from tasks.engine.records import StepResult
 
@@ -23,7 +30,7 @@ def build(trainset: Path, shards: dict[str, Path]) -> None:
     with atomic_path(trainset) as tmp:
         tmp.mkdir()
         for name, source in sorted(shards.items()):
-            shutil.copyfile(source, tmp / name)
+            link_or_copy(source, tmp / name)
 
 
 def describe(trainset: Path, cycle: str, new_shard: str | None) -> dict[str, Any]:
