@@ -76,10 +76,24 @@ class PromoteParams(Section):
     (AlphaGo Zero's gatekeeper used 0.55 with noisy games; ours are deterministic)."""
 
 
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+"""`trainer.strategy` values the engine can launch: `tasks/engine/training.py` says how and why."""
+REFUSED_STRATEGIES = {
+    "ddp_fork": "forks the running process, and under `flywheel run` that process carries "
+    "Prefect's threads (a fork can deadlock on a lock one of them holds)",
+    "ddp_notebook": "forks the running process (as ddp_fork), which Prefect's threads make unsafe",
+}
+
+
 class TrainerParams(Section):
     accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
     devices: int = Field(1, ge=1)
+    """Processes per machine (CPU) or accelerators per machine (GPU) that train together."""
+    num_nodes: int = Field(1, ge=1)
+    """Machines that train together; each runs the same train step (see `strategy`)."""
     strategy: str = "auto"
+    """auto: one process, or DDP when `devices` x `num_nodes` > 1; ddp and ddp_spawn: DDP in
+    fresh processes that the engine starts (gloo on CPU), even with one process. Others refused."""
     threads: int = Field(1, ge=1)
     """torch intra-op threads. 1 by default: on 2 shared cores, 2 threads made a 300-step fit
     3x slower whenever the other core was busy (7.6 s vs 2.4-2.8 s); idle, 2 gain only 1.3x."""
@@ -89,11 +103,31 @@ class TrainerParams(Section):
     `tasks/engine/portable.py` for what was measured). Off, runs repeat exactly on one machine
     but CPUs with other vector units round differently (digits c0: 0.8868 to 0.9054)."""
 
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, strategy: str) -> str:
+        if strategy in REFUSED_STRATEGIES:
+            why = REFUSED_STRATEGIES[strategy]
+            raise ValueError(f"{strategy!r} {why}; use ddp, which starts fresh processes")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        return strategy
+
     @model_validator(mode="after")
     def _portable_one_thread(self) -> TrainerParams:
         if self.portable and self.threads != 1:
             raise ValueError("portable: true needs threads: 1 (2 threads sum in another order)")
         return self
+
+    @property
+    def processes(self) -> int:
+        """Processes that train together (DDP's world size): `devices` x `num_nodes`."""
+        return self.devices * self.num_nodes
+
+    @property
+    def distributed(self) -> bool:
+        """Whether training runs in processes the engine starts (DDP), not in this one."""
+        return self.strategy != "auto" or self.processes > 1
 
 
 class RemoteParams(Section):

@@ -11,10 +11,11 @@ import polars as pl
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from tasks.domains.arith import grammar
 from tasks.domains.arith.config import Config
+from tasks.engine.training import process_share
 
 IGNORE = -100
 PAD_ID = grammar.CHAR_IDS[grammar.PAD]
@@ -37,38 +38,43 @@ def encode_rows(rows: pl.DataFrame, digits: int) -> torch.Tensor:
     return out
 
 
-class LengthBalanced(Sampler[list[int]]):
-    """`steps` batches, each with (nearly) the same number of rows of every length present:
-    short problems are few and easy, long ones many and hard; neither should set the pace."""
+class LengthBalanced(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    """`steps` batches of (tokens, lengths), each with (nearly) the same number of rows of every
+    length present: short problems are few and easy, long ones many and hard; neither should set
+    the pace. Under DDP each process draws from its own share of each length's rows (every
+    world-th row), so the processes train on disjoint rows; a length with fewer rows than
+    processes is drawn from whole. Alone, it yields what it did as a batch sampler."""
 
-    def __init__(self, lengths: list[int], batch: int, steps: int, seed: int) -> None:
-        self.groups = [
-            torch.tensor([i for i, n in enumerate(lengths) if n == value])
-            for value in sorted(set(lengths))
-        ]
+    def __init__(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, batch: int, steps: int, seed: int
+    ) -> None:
+        self.tokens, self.lengths = tokens, lengths
+        self.groups = [torch.nonzero(lengths == value).flatten() for value in lengths.unique()]
         self.batch, self.steps = batch, steps
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self) -> Iterator[list[int]]:
-        share, extra = divmod(self.batch, len(self.groups))
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank, world = process_share()  # here, not in __init__: the loader is built before DDP
+        groups = [g[rank::world] if len(g) >= world else g for g in self.groups]
+        share, extra = divmod(self.batch, len(groups))
         for step in range(self.steps):
             picked = []
-            for g, group in enumerate(self.groups):
-                count = share + ((g - step) % len(self.groups) < extra)
+            for g, group in enumerate(groups):
+                count = share + ((g - step) % len(groups) < extra)
                 draw = torch.randint(len(group), (count,), generator=self.generator)
                 picked += group[draw].tolist()
-            yield picked
+            yield self.tokens[picked], self.lengths[picked]
 
 
 def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
+    """Length-balanced batches of one verified solution per problem; an `IterableDataset`
+    (batch_size=None: it yields whole batches), so Lightning leaves its sharding to it."""
     rows = training_rows(trainset)
-    sampler = LengthBalanced(rows["length"].to_list(), cfg.train.batch_size, cfg.train.steps, seed)
     lengths = torch.tensor(rows["length"].to_list(), dtype=torch.long)
-    dataset = TensorDataset(encode_rows(rows, cfg.max_digits), lengths)
-    return DataLoader(dataset, batch_sampler=sampler)
+    batches = LengthBalanced(
+        encode_rows(rows, cfg.max_digits), lengths, cfg.train.batch_size, cfg.train.steps, seed
+    )
+    return DataLoader(batches, batch_size=None)
 
 
 def solution_loss(

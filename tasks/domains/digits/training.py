@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tasks.domains.digits.config import Config
 from tasks.domains.digits.data import pixel_matrix
+from tasks.engine.training import sharded_batches
 
 
 def random_shift(pixels: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -48,13 +49,12 @@ class DigitsStudent(L.LightningModule):
 
 
 def loader(trainset: Any, cfg: Config, seed: int) -> DataLoader[Any]:
+    """Shuffled batches (pixels (n, 64) in [0, 1], labels (n,)) of every training row, a shard
+    of them per process under DDP (`tasks/engine/training.py: sharded_batches`)."""
     pixels = torch.from_numpy(pixel_matrix(trainset))
     labels = torch.from_numpy(trainset["label"].to_numpy().astype("int64"))
-    batch = min(cfg.train.batch_size, len(labels))
-    return DataLoader(
-        TensorDataset(pixels, labels),
-        batch_size=batch,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    rows = TensorDataset(pixels, labels)  # indexed by a list of rows: that batch
+    order = torch.Generator().manual_seed(seed)
+    # The loader draws from `order` too at each pass, as a shuffling DataLoader did before.
+    batches = sharded_batches(rows.__getitem__, len(rows), cfg.train.batch_size, order)
+    return DataLoader(batches, batch_size=None, generator=order)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tasks.domains.tabular.config import Config
 from tasks.domains.tabular.network import class_indices, encode, spec_from
 from tasks.domains.tabular.schema import load
+from tasks.engine.training import sharded_batches
 
 
 class TabularStudent(L.LightningModule):
@@ -39,17 +40,15 @@ class TabularStudent(L.LightningModule):
 
 def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
     """Shuffled batches (numeric, categorical, class index) of every training row, encoded
-    with the spec the network gets from the same schema file."""
+    with the spec the network gets from the same schema file; a shard of them per process under
+    DDP (`tasks/engine/training.py: sharded_batches`)."""
     spec = spec_from(load(cfg), cfg)
     numeric, categorical = encode(spec, trainset)
     labels = class_indices(spec, trainset["label"]).astype(np.int64)
-    batch = min(cfg.train.batch_size, len(labels))
-    return DataLoader(
-        TensorDataset(
-            torch.from_numpy(numeric), torch.from_numpy(categorical), torch.from_numpy(labels)
-        ),
-        batch_size=batch,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
+    rows = TensorDataset(  # indexed by a list of rows: that batch
+        torch.from_numpy(numeric), torch.from_numpy(categorical), torch.from_numpy(labels)
     )
+    order = torch.Generator().manual_seed(seed)
+    # The loader draws from `order` too at each pass, as a shuffling DataLoader did before.
+    batches = sharded_batches(rows.__getitem__, len(rows), cfg.train.batch_size, order)
+    return DataLoader(batches, batch_size=None, generator=order)

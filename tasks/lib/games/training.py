@@ -16,8 +16,9 @@ import numpy as np
 import polars as pl
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
+from tasks.engine.training import sharded_batches
 from tasks.lib.games.config import TrainConfig
 from tasks.lib.games.game import Game
 
@@ -67,13 +68,14 @@ def window(trainset: pl.DataFrame, size: int) -> pl.DataFrame:
 
 
 def loader(trainset: pl.DataFrame, game: Game, cfg: TrainConfig, seed: int) -> DataLoader[Any]:
-    """Shuffled batches of the replay window, each sample under a random symmetry; Lightning
-    re-iterates it until `steps` (the engine sets max_epochs=-1)."""
+    """Shuffled batches of the replay window, each sample under a random symmetry, a shard of
+    them per process under DDP; Lightning re-iterates it until `steps` (the engine sets
+    max_epochs=-1)."""
     data = SymmetricSamples(game, window(trainset, cfg.replay_window), seed)
-    order = RandomSampler(range(len(data)), generator=torch.Generator().manual_seed(seed))
-    batches = BatchSampler(order, batch_size=min(cfg.batch_size, len(data)), drop_last=True)
-    # batch_size=None: the dataset is indexed by whole batches (one gather, not 256 calls).
-    return DataLoader(data, sampler=batches, batch_size=None)  # type: ignore[arg-type]
+    order = torch.Generator().manual_seed(seed)
+    # batch_size=None: the dataset yields whole batches (one gather, not 256 calls).
+    batches = sharded_batches(data.__getitem__, len(data), cfg.batch_size, order)
+    return DataLoader(batches, batch_size=None)
 
 
 def losses(
