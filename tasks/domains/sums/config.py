@@ -1,0 +1,90 @@
+"""The `sums:` section of params.yaml (pydantic only: cheap to import)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tasks.domains.section import Section
+
+
+class TrainConfig(Section):
+    seed_steps: int = Field(3000, ge=1)
+    """Optimiser steps of cycle 0, on the human seed alone (from scratch)."""
+    grow_share: float = Field(0.6, gt=0, le=1)
+    """Cycle 0's curriculum: the longest seed length allowed in a batch grows from 1 to
+    `seed_digits` over this share of `seed_steps` (without it the prototype learned nothing in
+    4 minutes; issue 13)."""
+    steps: int = Field(200, ge=1)
+    """Optimiser steps of each later cycle, warm-started from the champion."""
+    newest_share: float = Field(0.5, ge=0, le=1)
+    """Share of each later batch drawn from the newest cycle's rows; the rest from all older
+    rows (seed included), balanced across lengths, so mastered lengths are rehearsed."""
+    batch_size: int = Field(256, ge=1)
+    """Sequences per step (the loss counts only their answers' 2-31 characters). Seed fit,
+    3,000 steps, seed 0 (docs/sums.md): 256 at lr 3e-3 reached exact match 1.00 / 1.00 / 0.97 /
+    0.95 on lengths 1-4; 128 at 2e-3 reached 1.00 / 0.98 / 0.88 / 0.51; 64 at 1e-3 0.30 on 3."""
+    lr: float = Field(3e-3, gt=0)
+    """Peak AdamW learning rate (warm-up, then cosine decay to a tenth), every fit."""
+    weight_decay: float = Field(0.1, ge=0)
+    warmup: int = Field(30, ge=0)
+    width: int = Field(64, ge=8)
+    """Transformer width; 64 with 4 layers is about 200k parameters (issue 13's prototype)."""
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TrainConfig:
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be a multiple of heads {self.heads}")
+        return self
+
+
+class FrontierConfig(Section):
+    min_kept_share: float = Field(0.1, ge=0, le=1)
+    """The frontier moves up one digit after a round in which at least this share of the
+    round's problems kept an answer; otherwise the next round retries the same length."""
+
+
+class Config(Section):
+    seed_digits: int = Field(4, ge=1)
+    """The human seed covers sums whose longer operand has 1..seed_digits digits: the first
+    frontier. Each round proposes problems one digit past the frontier."""
+    seed_per_length: int = Field(2000, ge=1)
+    """Human-written sums per seed length (1-digit sums have fewer: 90 outside the eval set)."""
+    eval_digits: int = Field(20, ge=1)
+    """The frozen eval set covers every length 1..eval_digits, one slice per length: mastered
+    lengths (forgetting is a slice the promotion veto sees), the frontier and well past it."""
+    eval_per_length: int = Field(100, ge=1)
+    """Held-out problems per eval length (fewer for 1 digit: 10 of its 100 are held out)."""
+    max_digits: int = Field(30, ge=1, le=60)
+    """Longest operand a round proposes or `flywheel predict` accepts; the frontier stops here."""
+    round_problems: int = Field(1500, ge=1)
+    """Fresh problems per round, one digit past the frontier."""
+    samples: int = Field(5, ge=1)
+    """Answers per problem and model: one greedy, the rest sampled at `temperature`."""
+    temperature: float = Field(1.0, gt=0)
+    checker: Literal["executor", "vote"] = "executor"
+    """executor: keep an answer only when it equals a+b (computed by the checker, never
+    trained on). vote: the unchecked variant, keep an answer when at least `vote_share` of the
+    problem's answers (all samples of all `models`) agree (self-consistency; Lee et al. 2025)."""
+    vote_share: float = Field(0.8, gt=0.5, le=1)
+    """vote: the agreement needed (0.8: 4 of 5 answers, as the prototype)."""
+    models: int = Field(1, ge=1, le=8)
+    """Models trained side by side from different initial weights; with `checker: vote` all of
+    them answer and vote (Lee et al. vote across models trained with different seeds).
+    Evaluation and predict use the first. Training costs grow with it."""
+    frontier: FrontierConfig = FrontierConfig()
+    decode_batch: int = Field(1024, ge=1)
+    """Sequences decoded together (part of the run's identity: sampling draws batch by batch)."""
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Config:
+        if not self.seed_digits <= self.max_digits or not self.eval_digits <= self.max_digits:
+            raise ValueError(
+                f"seed_digits {self.seed_digits} and eval_digits {self.eval_digits} must not "
+                f"exceed max_digits {self.max_digits}"
+            )
+        return self

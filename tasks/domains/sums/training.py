@@ -1,0 +1,176 @@
+"""The Lightning side: next-character loss on the answer only; cycle 0 on the seed with a
+growing length curriculum, later cycles warm-started on half newest rows, half older ones."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import polars as pl
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from tasks.domains.arith import grammar
+from tasks.domains.sums import notation
+from tasks.domains.sums.config import Config, TrainConfig
+from tasks.domains.sums.network import Ensemble, NoPE
+
+IGNORE = -100
+
+
+def training_rows(trainset: pl.DataFrame) -> pl.DataFrame:
+    """One answer per problem, the first in training-set order (seed first): a problem kept
+    from five agreeing samples weighs as much as one kept once."""
+    return trainset.unique(subset="problem_id", keep="first", maintain_order=True)
+
+
+def is_seed_fit(trainset: pl.DataFrame) -> bool:
+    """Cycle 0: the training set holds the human seed only."""
+    return trainset.filter(pl.col("cycle") > 0).is_empty()
+
+
+def encode_rows(rows: pl.DataFrame, digits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, longest) ids of prompt + the row's own answer, PAD after; and (n, 2) each row's
+    answer start and width (the positions the loss counts)."""
+    ids, spans = [], []
+    for problem, output in zip(rows["problem"], rows["output"], strict=True):
+        a, b = grammar.parse_problem(problem, digits)
+        text = notation.prompt(a, b)
+        ids.append(notation.encode(text + output))
+        spans.append((len(text), len(output)))
+    tokens = torch.full((len(ids), max(map(len, ids), default=1)), notation.PAD_ID)
+    for i, row in enumerate(ids):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return tokens, torch.tensor(spans, dtype=torch.long).view(-1, 2)
+
+
+def _balanced(
+    groups: list[torch.Tensor], count: int, step: int, generator: torch.Generator
+) -> list[int]:
+    """`count` rows spread as evenly as possible over `groups` (row indices per length)."""
+    share, extra = divmod(count, len(groups))
+    picked: list[int] = []
+    for g, group in enumerate(groups):
+        n = share + ((g - step) % len(groups) < extra)
+        picked += group[torch.randint(len(group), (n,), generator=generator)].tolist()
+    return picked
+
+
+def _by_length(lengths: list[int], keep: list[bool]) -> dict[int, torch.Tensor]:
+    found: dict[int, list[int]] = {}
+    for i, (n, k) in enumerate(zip(lengths, keep, strict=True)):
+        if k:
+            found.setdefault(n, []).append(i)
+    return {n: torch.tensor(found[n]) for n in sorted(found)}
+
+
+class Batches(Sampler[list[int]]):
+    """`steps` batches of row indices.
+
+    Seed fit: balanced over the lengths allowed so far; the longest allowed grows from the
+    shortest length to the longest over `grow_share` of the steps (issue 13). Later fits:
+    `newest_share` of each batch from the newest cycle's rows, the rest balanced over the
+    older rows' lengths."""
+
+    def __init__(
+        self, rows: pl.DataFrame, train: TrainConfig, steps: int, seed: bool, generator_seed: int
+    ) -> None:
+        lengths = rows["length"].to_list()
+        cycles = rows["cycle"].to_list()
+        newest = max(cycles)
+        self.seed, self.steps, self.train = seed, steps, train
+        self.older = _by_length(lengths, [c != newest or seed for c in cycles])
+        self.newest = torch.tensor([i for i, c in enumerate(cycles) if c == newest])
+        self.generator = torch.Generator().manual_seed(generator_seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def allowed(self, step: int) -> list[int]:
+        """Seed fit: the lengths a batch at `step` may hold."""
+        lengths = list(self.older)
+        span = max(1.0, self.train.grow_share * self.steps)
+        return lengths[: min(len(lengths), 1 + int(len(lengths) * step / span))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        size = self.train.batch_size
+        for step in range(self.steps):
+            if self.seed:
+                groups = [self.older[n] for n in self.allowed(step)]
+                yield _balanced(groups, size, step, self.generator)
+                continue
+            fresh = round(size * self.train.newest_share) if self.older else size
+            draw = torch.randint(len(self.newest), (fresh,), generator=self.generator)
+            picked = self.newest[draw].tolist()
+            if size > fresh:
+                picked += _balanced(list(self.older.values()), size - fresh, step, self.generator)
+            yield picked
+
+
+def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
+    rows = training_rows(trainset)
+    seed_fit = is_seed_fit(trainset)
+    steps = cfg.train.seed_steps if seed_fit else cfg.train.steps
+    tokens, spans = encode_rows(rows, cfg.max_digits)
+    sampler = Batches(rows, cfg.train, steps, seed_fit, seed)
+    return DataLoader(TensorDataset(tokens, spans), batch_sampler=sampler)
+
+
+def answer_loss(network: NoPE, tokens: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the answer's characters only (the prompt is given, never
+    written by the model). `tokens` (n, t) PAD-padded, `spans` (n, 2) answer start and width."""
+    ends = spans.sum(dim=1)
+    tokens = tokens[:, : int(ends.max())]
+    logits = network(tokens[:, :-1])
+    targets = tokens[:, 1:].clone()
+    position = torch.arange(1, tokens.shape[1])[None, :]  # the character each logit predicts
+    outside = (position < spans[:, :1]) | (position >= ends[:, None])
+    targets[outside] = IGNORE
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
+    )
+
+
+class SumsLM(L.LightningModule):
+    """Every model of the ensemble on the same batches (they differ by their initial weights)."""
+
+    def __init__(self, network: Ensemble, cfg: Config) -> None:
+        super().__init__()
+        self.network = network
+        self.cfg = cfg.train
+
+    def training_step(self, batch: list[torch.Tensor], _: int) -> torch.Tensor:
+        losses = [answer_loss(m, batch[0], batch[1]) for m in self.network.nets()]
+        loss = torch.stack(losses).sum()
+        self.log("train_loss", loss / len(losses), on_step=True, prog_bar=False)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        decay = [p for p in self.network.parameters() if p.dim() >= 2]
+        rest = [p for p in self.network.parameters() if p.dim() < 2]
+        groups: list[dict[str, Any]] = [
+            {"params": decay, "weight_decay": self.cfg.weight_decay},
+            {"params": rest},  # biases and norms: no decay (as nanoGPT)
+        ]
+        optimizer = torch.optim.AdamW(
+            groups,
+            lr=self.cfg.lr,
+            weight_decay=0.0,
+            betas=(0.9, 0.99),
+        )
+        steps = max(1, int(self.trainer.max_steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, self.cfg.warmup, steps)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def lr_factor(step: int, warmup: int, steps: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak rate (as arith)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))

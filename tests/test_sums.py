@@ -1,0 +1,197 @@
+"""sums unit tests: the format at any length, the executor's and the vote's keep rules, the
+frontier rule (advance and retry), masked decoding, and forgetting caught by the gate's veto."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from tasks.domains.protocol import Evaluation
+from tasks.domains.sums import checks, data, frontier, notation
+from tasks.domains.sums.config import Config
+from tasks.engine import gate
+from tasks.engine.config import PromoteParams
+from tasks.engine.records import Evaluated
+from tasks.steps.promote import decide
+
+CFG = Config(round_problems=100)
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 12, 18, 19, 25, 40])
+def test_the_format_round_trips_at_any_length(length: int) -> None:
+    rng = np.random.default_rng(length)
+    pairs = data.draw(rng, length, 50)
+    assert len(pairs) == 50 and all(max(len(str(a)), len(str(b))) == length for a, b in pairs)
+    for a, b in pairs:
+        width = notation.answer_width(a, b)
+        text = notation.answer_text(a + b, width)
+        assert len(text) == length + 1 and notation.read_answer(text, width) == a + b
+        assert notation.prompt(a, b) == f"{str(a)[::-1]}+{str(b)[::-1]}="
+        assert notation.decode(notation.encode(notation.prompt(a, b) + text)) == (
+            notation.prompt(a, b) + text
+        )
+    assert notation.prompt(123, 45) + notation.answer_text(168, 4) == "321+54=8610"
+    assert notation.read_answer("861", 4) is None and notation.read_answer("86a0", 4) is None
+
+
+def test_eval_and_training_partitions_never_meet() -> None:
+    prepared = data.prepare(Config(seed_per_length=200, eval_per_length=30, eval_digits=6), 0)
+    assert set(prepared.eval["length"].unique()) == set(range(1, 7))
+    assert not set(prepared.seed["problem"]) & set(prepared.eval["problem"])
+    assert all(notation.held_out(p) for p in prepared.eval["problem"])
+    fresh = data.round_problems(CFG, 2, 1, 7)
+    assert not any(notation.held_out(p) for p in fresh["problem"])
+    assert fresh.height == 100 and set(fresh["length"]) == {2}
+
+
+def rows(answers: list[tuple[str, str]], votes: list[int], cfg: Config) -> pl.DataFrame:
+    """Candidate rows for (problem, output) pairs, in the domain's schema."""
+    n = len(answers)
+    problems = [p for p, _ in answers]
+    frame = data.problems([tuple(map(int, p.split("+"))) for p in problems], problems)  # type: ignore[misc]
+    return frame.with_columns(
+        pl.Series("row_id", [f"r{i}" for i in range(n)]),
+        pl.lit(1, pl.Int64()).alias("cycle"),
+        pl.lit("c0:x").alias("generator"),
+        pl.lit("sampled").alias("method"),
+        pl.lit(0.5).alias("confidence"),
+        pl.lit(4, pl.Int64()).alias("frontier"),
+        pl.Series("sample", range(n), pl.Int64()),
+        pl.Series("output", [o for _, o in answers]),
+        pl.Series("votes", votes, pl.Int64()),
+        pl.lit(cfg.checker).alias("checker"),
+    ).select(list(data.schema()))
+
+
+def test_the_executor_keeps_an_answer_only_when_it_equals_the_sum() -> None:
+    batch = rows(
+        [("123+45", "8610"), ("123+45", "9610"), ("123+45", "861"), ("99999+1", "000001")],
+        [1, 1, 1, 1],
+        CFG,
+    )
+    judged = checks.check_columns(batch, CFG)
+    assert judged["check_sum_ok"].to_list() == [True, False, None, True]
+    assert judged["check_parsed"].to_list() == [True, True, False, True]
+    assert judged["check_vote_ok"].null_count() == 4  # the vote plays no part
+    assert checks.executor_keeps("123+45", "8610", 30)
+    assert not checks.executor_keeps("123+45", "8611", 30)
+    assert not checks.executor_keeps("not a sum", "8610", 30)
+
+
+def test_the_unchecked_variant_keeps_what_the_samples_agree_on_right_or_wrong() -> None:
+    vote = Config(checker="vote", samples=5, vote_share=0.8)
+    batch = rows([("123+45", "9610"), ("123+45", "8610"), ("7+8", "51")], [4, 1, 5], vote)
+    judged = checks.check_columns(batch, vote)
+    assert judged["check_vote_ok"].to_list() == [True, False, True]  # 4 of 5 agree: kept, wrong
+    assert judged["check_sum_ok"].null_count() == 3  # the executor is never consulted
+    reasons = {e.reason for e in checks.suite(vote) if e.filter}
+    assert reasons == {checks.MALFORMED, checks.NO_CONSENSUS}
+
+
+def kept(cycle: int, length: int, problems: int) -> pl.DataFrame:
+    """Training rows of one round: `problems` problems kept, two rows each."""
+    return pl.DataFrame(
+        {
+            "cycle": [cycle] * 2 * problems,
+            "length": [length] * 2 * problems,
+            "problem_id": [f"c{cycle}p{i // 2}" for i in range(2 * problems)],
+        }
+    )
+
+
+def test_the_frontier_advances_on_enough_kept_problems_and_retries_otherwise() -> None:
+    seed = pl.DataFrame({"cycle": [0], "length": [4], "problem_id": ["s0"]})
+    assert frontier.current(seed, 1, CFG) == 4  # the first round proposes 5 digits
+    trainset = pl.concat([seed, kept(1, 5, 9)])  # 9 of 100: below 10%, retry
+    assert frontier.current(trainset, 2, CFG) == 4
+    trainset = pl.concat([trainset, kept(2, 5, 10)])  # 10 of 100: advance
+    assert frontier.current(trainset, 3, CFG) == 5
+    assert frontier.current(trainset, 4, CFG) == 5  # round 3 kept nothing (rejected): retry
+    rounds = frontier.history(pl.concat([trainset, kept(4, 6, 50)]), 5, CFG)
+    assert [(r.length, r.kept, r.advanced) for r in rounds] == [
+        (5, 9, False), (5, 10, True), (6, 0, False), (6, 50, True),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="expected 6"):
+        frontier.history(pl.concat([trainset, kept(3, 7, 5)]), 4, CFG)
+    rule = Config(round_problems=100, frontier={"min_kept_share": 0.5})
+    assert frontier.current(pl.concat([seed, kept(1, 5, 10)]), 2, rule) == 4
+
+
+def test_the_frontier_is_recorded_by_validation() -> None:
+    batch = rows([("12345+6", "153421")] * 2, [2, 2], CFG)
+    record = checks.frontier_record(batch.with_columns(pl.Series("problem_id", ["a", "b"])), CFG)
+    assert record.passed and record.rule == "frontier_rule"
+    assert record.observed == 0.02 and record.bound == 0.1
+    assert "frontier 4, round at 5 digits: 2 of 100" in record.detail and "retried" in record.detail
+
+
+def test_left_padded_decoding_equals_decoding_each_prompt_alone() -> None:
+    from tasks.domains.sums import decoding
+    from tasks.domains.sums.network import decode
+
+    torch.manual_seed(0)
+    net = decoding.build(Config(train={"width": 32, "layers": 2, "heads": 2})).nets()[0]
+    for p in net.parameters():  # large weights: every position's output differs
+        torch.nn.init.normal_(p, std=0.5)
+    prompts = [notation.encode(notation.prompt(a, b)) for a, b in [(123, 45), (9, 87), (5, 6)]]
+    together, probs = decode(net, decoding.left_padded(prompts), 4, 0.0)
+    for i, ids in enumerate(prompts):
+        alone, alone_probs = decode(net, torch.tensor([ids]), 4, 0.0)
+        assert together[i].tolist() == alone[0].tolist()
+        assert probs[i].item() == pytest.approx(alone_probs[0].item(), abs=1e-5)
+
+
+def evaluation(per_length: dict[int, list[float]]) -> Evaluation:
+    scores = [s for n in sorted(per_length) for s in per_length[n]]
+    slices = [str(n) for n in sorted(per_length) for _ in per_length[n]]
+    return Evaluation.from_scores(range(len(scores)), scores, slices)
+
+
+def record(result: Evaluation) -> Evaluated:
+    return Evaluated(
+        model_id="m", metric_name="exact_match", metric=result.metric, slices=result.slices
+    )
+
+
+def test_forgetting_a_mastered_length_is_vetoed_even_when_the_frontier_gains() -> None:
+    """The unchecked variant's failure (issue 13's prototype: 4 digits fell from 100% to 82%
+    while it learned wrong answers past the frontier): the per-length veto refuses it."""
+    champion = evaluation({n: [1.0] * 100 for n in range(1, 5)} | {5: [0.0] * 100})
+    forgot = evaluation(
+        {n: [1.0] * 100 for n in range(1, 4)}
+        | {4: [1.0] * 82 + [0.0] * 18}
+        | {5: [1.0] * 60 + [0.0] * 40}
+    )
+    rules = PromoteParams()
+    comparison = gate.compare(forgot.scores, champion.scores, rules.confidence)  # type: ignore[arg-type]
+    assert comparison.overall.low > 0  # better overall, significantly
+    decision = decide(record(forgot), record(champion), rules, None, comparison)
+    assert not decision.promoted and decision.reason.startswith("slice veto: slice 4")
+    learned = evaluation({n: [1.0] * 100 for n in range(1, 5)} | {5: [1.0] * 80 + [0.0] * 20})
+    comparison = gate.compare(learned.scores, champion.scores, rules.confidence)  # type: ignore[arg-type]
+    assert decide(record(learned), record(champion), rules, None, comparison).promoted
+
+
+def test_every_model_of_the_ensemble_answers_and_votes() -> None:
+    """The unchecked variant with `models: 2`: both networks (different initial weights) give
+    a greedy and a sampled answer per problem, and a row's votes count all four answers."""
+    from tasks.domains.sums import DOMAIN
+
+    cfg = Config(
+        checker="vote", models=2, samples=2, round_problems=10, seed_digits=2,
+        train={"width": 16, "layers": 1, "heads": 2},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    network = DOMAIN.build_network(cfg)
+    first, second = network.nets()
+    assert not torch.equal(first.tokens.weight, second.tokens.weight)
+    seed = data.prepare(cfg.model_copy(update={"seed_per_length": 5, "eval_digits": 2}), 0).seed
+    rows = DOMAIN.generate(network, pl.DataFrame(), seed, 1, "c0:x", cfg, 3)
+    assert rows.height == 10 * 4 and set(rows["sample"]) == {0, 1, 2, 3}
+    assert rows.filter(pl.col("method") == "greedy")["sample"].unique().sort().to_list() == [0, 2]
+    assert set(rows["length"]) == {3} and set(rows["checker"]) == {"vote"}
+    counted = rows.group_by("problem_id", "output").agg(pl.len().alias("n"))
+    joined = rows.join(counted, on=["problem_id", "output"])
+    assert (joined["votes"] == joined["n"]).all() and rows["votes"].max() <= 4
