@@ -115,3 +115,53 @@ def test_a_hand_edit_during_a_run_stops_it_before_the_next_stage(workspace: Path
     update_params_file(params, ["validate.max_quarantine_share=0.2"], None)
     with pytest.raises(ConfigError, match="changed while this run was running"):
         pinned(str(params), pin)
+
+
+HOLD_DVC_LOCK = """
+import sys, time
+import zc.lockfile
+held = zc.lockfile.LockFile(sys.argv[1])  # what every DVC command takes while it works
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_dvc_lock(root: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another DVC command (a `dvc status` typed by hand) holding DVC's lock for `seconds`."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DVC_LOCK, str(root / ".dvc" / "tmp" / "lock"), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_dvc_command_by_hand_makes_the_run_wait_not_fail(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    from tasks.engine import dvcrepo
+
+    root = grown_copy(finished_run, tmp_path / "repo")
+    repo = dvcrepo.open_repo(root)
+    lock_before = (root / "dvc.lock").read_text()
+    holder = hold_dvc_lock(root, 6)
+    began = time.monotonic()
+    assert dvcrepo.is_current(repo, "promote@c2")  # DVC alone gives up after 3 s
+    waited = time.monotonic() - began
+    holder.wait()
+    assert waited >= 4, waited
+    dvcrepo.commit(repo, "promote@c2")
+    assert (root / "dvc.lock").read_text() == lock_before
+
+    holder = hold_dvc_lock(root, 30)
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            dvcrepo.commit(repo, "promote@c2", wait=4)
+    finally:
+        holder.kill()
+    assert str(failure.value).startswith(
+        "dvc commit of promote@c2: DVC's lock (.dvc/tmp/lock) stayed held by another DVC "
+        "command for 4 s"
+    ), failure.value
+    assert (root / "dvc.lock").read_text() == lock_before

@@ -35,11 +35,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tasks.engine import lineage, status
 from tasks.engine.files import atomic_path, remove_stale_temporaries, write_json
 from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -90,16 +92,53 @@ def _inside(repo: Repo) -> contextlib.chdir:
     return contextlib.chdir(repo.root_dir)
 
 
-def is_current(repo: Repo, stage: str) -> bool:
-    """True when the stage's deps, params and outs all match its `dvc.lock` entry."""
-    with _inside(repo):
-        return not repo.status(targets=[stage])
+DVC_LOCK_WAIT = 120.0
+"""Seconds a run waits for DVC's own lock (`.dvc/tmp/lock`) held by another DVC command (a
+`dvc status` or `dvc repro` typed while the run goes on) before it fails naming it. DVC's
+default gives up after 3 s: a run then failed because someone looked at it. A `dvc repro` by
+hand meets the workspace lock at its first `flywheel step` and exits, so the wait is short."""
 
 
-def commit(repo: Repo, stage: str) -> None:
+def _when_free(call: Callable[[], T], what: str, wait: float | None = None) -> T:
+    """`call()`, tried again while another DVC process holds DVC's repo lock, for up to
+    `wait` seconds (`DVC_LOCK_WAIT`); then a RuntimeError naming the lock file and `what`."""
+    from dvc.lock import LockError
+
+    deadline = time.monotonic() + (DVC_LOCK_WAIT if wait is None else wait)
+    while True:
+        try:
+            return call()
+        except LockError:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"{what}: DVC's lock (.dvc/tmp/lock) stayed held by another DVC command "
+                    f"for {DVC_LOCK_WAIT if wait is None else wait:g} s; let it finish (or stop "
+                    "it), then rerun to resume"
+                ) from None
+            time.sleep(0.5)
+
+
+def is_current(repo: Repo, stage: str, wait: float | None = None) -> bool:
+    """True when the stage's deps, params and outs all match its `dvc.lock` entry. Waits
+    while another DVC command holds DVC's lock (`_when_free`)."""
+
+    def status() -> bool:
+        with _inside(repo):
+            return not repo.status(targets=[stage])
+
+    return _when_free(status, f"dvc status of {stage}", wait)
+
+
+def commit(repo: Repo, stage: str, wait: float | None = None) -> None:
+    """Record `stage` in `dvc.lock` and its outs in the cache, as `dvc commit --force` does;
+    waits while another DVC command holds DVC's lock (`_when_free`)."""
     logging.getLogger("dvc").setLevel(logging.WARNING)  # Prefect's log setup resets it
-    with _inside(repo), signals_held():
-        repo.commit(stage, force=True)
+
+    def record() -> None:
+        with _inside(repo), signals_held():
+            repo.commit(stage, force=True)
+
+    _when_free(record, f"dvc commit of {stage}", wait)
 
 
 @contextlib.contextmanager
@@ -199,7 +238,7 @@ def push(repo: Repo, stages: list[str]) -> int:
         _bounded_s3_waits()
     try:
         with _inside(repo), _transfer_errors() as failures:
-            sent = int(repo.push(targets=stages, remote=REMOTE_NAME))
+            sent = _when_free(lambda: int(repo.push(targets=stages, remote=REMOTE_NAME)), "push")
         push_ledger(repo)
         return sent
     except lineage.LedgerError as error:
