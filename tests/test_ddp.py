@@ -28,6 +28,7 @@ from tasks.engine.config import TrainerParams, parse
 from tasks.engine.params_file import ConfigError
 
 DDP = TrainerParams(devices=2, strategy="ddp")
+LM_FAMILY = ("arith", "sums")  # batches of (tokens, ...): a row is its tokens
 
 
 def fingerprints(batch: Any, columns: tuple[int, ...] | None = None) -> list[str]:
@@ -76,7 +77,7 @@ def ddp_fit(
     training.prepare(DDP, seed)
     network = domain.build_network(cfg)
     loader = domain.train_loader(trainset, cfg, seed)
-    columns = (2,) if domain.name == "tictactoe" else (0,) if domain.name == "arith" else None
+    columns = (2,) if domain.name == "tictactoe" else (0,) if domain.name in LM_FAMILY else None
     module = domain.training_module(network, cfg)
     fit = training.fit(module, loader, steps, DDP, callbacks=[Seen(folder, columns)])
     return fit, network, loader
@@ -218,6 +219,37 @@ def test_arith_trains_on_two_processes_each_on_its_half(tmp_path: Path) -> None:
     assert first and second and not first & second and first | second <= {*every_row}
     lengths = dict(zip(every_row, prepared.seed["length"], strict=True))
     assert {lengths[r] for r in first} == {lengths[r] for r in second} == {1, 2}
+    assert_loads_and_evaluates(network, DOMAIN, cfg, prepared.eval, tmp_path / "model.pt")
+
+
+def test_sums_trains_on_two_processes_each_on_its_half(tmp_path: Path) -> None:
+    """A later fit (newest rows and older lengths, balanced): each process draws from its half
+    of each, except a length with one row, which both draw from."""
+    from tasks.domains.sums import DOMAIN
+    from tasks.domains.sums.config import Config
+
+    cfg = Config.model_validate(
+        {
+            "seed_digits": 3, "seed_per_length": 8, "eval_digits": 3, "eval_per_length": 3,
+            "max_digits": 4,
+            "train": {"steps": 4, "batch_size": 8, "width": 16, "heads": 2, "layers": 1},
+        }
+    )  # fmt: skip
+    prepared = DOMAIN.prepare(cfg, 0)
+    # The seed's 3-digit rows stand in for cycle 1's kept answers; one 1-digit row is left.
+    trainset = prepared.seed.with_columns(
+        pl.when(pl.col("length") == 3).then(1).otherwise(pl.col("cycle")).alias("cycle")
+    ).filter((pl.col("length") > 1) | (pl.int_range(pl.len()) == 0))
+    fit, network, loader = ddp_fit(DOMAIN, cfg, trainset, 4, tmp_path / "seen", seed=1)
+    records = ranks(tmp_path / "seen", network, fit, 4)
+    every_row = fingerprints([loader.dataset.tokens])
+    lengths = dict(zip(every_row, trainset["length"], strict=True))
+    assert sorted(Counter(lengths.values()).items()) == [(1, 1), (2, 8), (3, 8)]
+    first, second = ({*r["rows"]} for r in records)
+    lone = {r for r in every_row if lengths[r] == 1}
+    assert first & second == lone  # all other rows are one process's
+    assert first | second == {*every_row}
+    assert {lengths[r] for r in first} == {lengths[r] for r in second} == {1, 2, 3}
     assert_loads_and_evaluates(network, DOMAIN, cfg, prepared.eval, tmp_path / "model.pt")
 
 

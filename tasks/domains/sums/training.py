@@ -11,12 +11,13 @@ import lightning as L
 import polars as pl
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from tasks.domains.arith import grammar
 from tasks.domains.sums import notation
 from tasks.domains.sums.config import Config, TrainConfig
 from tasks.domains.sums.network import Ensemble, NoPE
+from tasks.engine.training import process_share
 
 IGNORE = -100
 
@@ -67,26 +68,44 @@ def _by_length(lengths: list[int], keep: list[bool]) -> dict[int, torch.Tensor]:
     return {n: torch.tensor(found[n]) for n in sorted(found)}
 
 
-class Batches(Sampler[list[int]]):
-    """`steps` batches of row indices.
+def _share(group: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """This process's rows of `group` (every world-th); all of them when too few to share."""
+    return group[rank::world] if len(group) >= world else group
+
+
+class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    """`steps` batches of (tokens, spans).
 
     Seed fit: balanced over the lengths allowed so far; the longest allowed grows from the
     shortest length to the longest over `grow_share` of the steps (issue 13). Later fits:
     `newest_share` of each batch from the newest cycle's rows, the rest balanced over the
-    older rows' lengths."""
+    older rows' lengths. Under DDP each process draws from its own share of each length's rows
+    and of the newest rows (every world-th row), so the processes train on disjoint rows; a
+    group with fewer rows than processes is drawn from whole. Alone, it yields what it did as
+    a batch sampler."""
 
     def __init__(
-        self, rows: pl.DataFrame, train: TrainConfig, steps: int, seed: bool, generator_seed: int
+        self,
+        tokens: torch.Tensor,
+        spans: torch.Tensor,
+        rows: pl.DataFrame,
+        train: TrainConfig,
+        steps: int,
+        seed: bool,
+        generator_seed: int,
     ) -> None:
         lengths = rows["length"].to_list()
         cycles = rows["cycle"].to_list()
         newest = max(cycles)
+        self.tokens, self.spans = tokens, spans
         self.seed, self.steps, self.train = seed, steps, train
         self.older = _by_length(lengths, [c != newest or seed for c in cycles])
         self.newest = torch.tensor([i for i, c in enumerate(cycles) if c == newest])
         self.generator = torch.Generator().manual_seed(generator_seed)
 
     def __len__(self) -> int:
+        # Lightning then stops drawing at the last batch, as it did with the batch sampler
+        # (without it, it draws one batch ahead and the generator runs a batch further).
         return self.steps
 
     def allowed(self, step: int) -> list[int]:
@@ -95,28 +114,33 @@ class Batches(Sampler[list[int]]):
         span = max(1.0, self.train.grow_share * self.steps)
         return lengths[: min(len(lengths), 1 + int(len(lengths) * step / span))]
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank, world = process_share()  # here, not in __init__: the loader is built before DDP
+        older = {n: _share(group, rank, world) for n, group in self.older.items()}
+        newest = _share(self.newest, rank, world)
         size = self.train.batch_size
         for step in range(self.steps):
             if self.seed:
-                groups = [self.older[n] for n in self.allowed(step)]
-                yield _balanced(groups, size, step, self.generator)
-                continue
-            fresh = round(size * self.train.newest_share) if self.older else size
-            draw = torch.randint(len(self.newest), (fresh,), generator=self.generator)
-            picked = self.newest[draw].tolist()
-            if size > fresh:
-                picked += _balanced(list(self.older.values()), size - fresh, step, self.generator)
-            yield picked
+                groups = [older[n] for n in self.allowed(step)]
+                picked = _balanced(groups, size, step, self.generator)
+            else:
+                fresh = round(size * self.train.newest_share) if older else size
+                draw = torch.randint(len(newest), (fresh,), generator=self.generator)
+                picked = newest[draw].tolist()
+                if size > fresh:
+                    picked += _balanced(list(older.values()), size - fresh, step, self.generator)
+            yield self.tokens[picked], self.spans[picked]
 
 
 def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
+    """The batches above of one answer per problem; an `IterableDataset` (batch_size=None: it
+    yields whole batches), so Lightning leaves its sharding to it."""
     rows = training_rows(trainset)
     seed_fit = is_seed_fit(trainset)
     steps = cfg.train.seed_steps if seed_fit else cfg.train.steps
     tokens, spans = encode_rows(rows, cfg.max_digits)
-    sampler = Batches(rows, cfg.train, steps, seed_fit, seed)
-    return DataLoader(TensorDataset(tokens, spans), batch_sampler=sampler)
+    batches = Batches(tokens, spans, rows, cfg.train, steps, seed_fit, seed)
+    return DataLoader(batches, batch_size=None)
 
 
 def answer_loss(network: NoPE, tokens: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
