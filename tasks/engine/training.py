@@ -22,8 +22,8 @@ other launchers:
   imports torch and Lightning (about 5-10 s on 2 busy cores) before its first step.
 Each process sees its own shard of the rows. The domains' loaders shard themselves when
 iterated, by `process_share` (digits, tabular and the games through `sharded_batches`, arith's
-length-balanced batches on its own, and sums the same way): Lightning leaves an `IterableDataset` alone, and would
-swap a plain loader's sampler for a `DistributedSampler` (a domain may rely on that), but it
+and sums' length-balanced batches on their own): Lightning leaves an `IterableDataset` alone, and
+would swap a plain loader's sampler for a `DistributedSampler` (a domain may rely on that), but it
 cannot re-build a custom batch sampler (arith's failed so), nor know that a process's share
 is smaller than a batch (digits' cycle 0: 50 rows, batches of 64; each of 2 processes trains on
 a batch of its 25, where a batch of 50 would leave both with none).
