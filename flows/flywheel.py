@@ -133,7 +133,9 @@ def flywheel(
     with lock.hold(path.resolve().parent, "flow dataflywheel", warn=get_run_logger().warning):
         cfg = started(path)
         pin = cfg.pin
-        dvcrepo.configure_remote(dvcrepo.open_repo(cfg.root), cfg.params.remote)
+        repo = dvcrepo.open_repo(cfg.root)
+        dvcrepo.configure_remote(repo, cfg.params.remote)
+        dvcrepo.trust_current_stages(repo)  # one status for all the stages a resume skips
         prepare(params_path, pin)
         bootstrap(params_path, pin)
         publish(params_path, "c0")

@@ -118,9 +118,51 @@ def _when_free(call: Callable[[], T], what: str, wait: float | None = None) -> T
             time.sleep(0.5)
 
 
+_TRUSTED: dict[Path, tuple[tuple[int, int, int] | None, frozenset[str]]] = {}
+"""Per workspace: `dvc.lock`'s stamp when a run took its one status of the whole pipeline, and
+the stages current then (`trust_current_stages`)."""
+
+
+def _lock_stamp(root: Path) -> tuple[int, int, int] | None:
+    try:
+        found = (root / "dvc.lock").stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+def trust_current_stages(repo: Repo) -> int:
+    """One `dvc status` of the whole pipeline as a run starts; returns how many stages were
+    current. Until `dvc.lock` changes (the run's first commit), `is_current` answers for
+    those stages from this status instead of one `dvc status` each.
+
+    Why: a run resumes by skipping what is done, and each `dvc status` of one stage re-reads
+    `dvc.lock`, whose size grows with the cycles. Measured on a finished 6-cycle tiny digits
+    run (4,076-line `dvc.lock`): 0.6-0.7 s a stage against 1.9 s for all of them at once, so a
+    rerun spent 63 s skipping (issue 11: cost per cycle that grows with history). After the
+    first commit, later stages are checked one by one as before, since a stage that ran can
+    make the next one stale."""
+    root = Path(repo.root_dir)
+    stamp = _lock_stamp(root)
+
+    def status() -> frozenset[str]:
+        with _inside(repo):
+            stale = repo.status()
+            return frozenset({stage.addressing for stage in repo.index.stages} - set(stale))
+
+    current = _when_free(status, "dvc status of the pipeline")
+    _TRUSTED[root] = (stamp, current)
+    return len(current)
+
+
 def is_current(repo: Repo, stage: str, wait: float | None = None) -> bool:
-    """True when the stage's deps, params and outs all match its `dvc.lock` entry. Waits
+    """True when the stage's deps, params and outs all match its `dvc.lock` entry (from the
+    run's first status while `dvc.lock` is unchanged since, see `trust_current_stages`). Waits
     while another DVC command holds DVC's lock (`_when_free`)."""
+    root = Path(repo.root_dir)
+    stamp, trusted = _TRUSTED.get(root, (None, frozenset()))
+    if stage in trusted and stamp is not None and stamp == _lock_stamp(root):
+        return True
 
     def status() -> bool:
         with _inside(repo):

@@ -1,0 +1,44 @@
+"""A rerun skips what is done at a cost that does not grow with history (issue 11): one
+`dvc status` of the whole pipeline when the run starts, then a status of its own only for the
+stages after the run's first commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.engine import lineage, status
+from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
+from tests.conftest import dvc, grown_copy, run_flow
+
+
+def test_a_rerun_checks_the_finished_stages_in_one_status(
+    finished_run: Path, tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dvc.repo import Repo
+
+    root = grown_copy(finished_run, tmp_path / "repo", cycles=3)  # c0-c2 done, c3 to run
+    before = [(r["stage"], r["step"]) for r in lineage.read(Layout(root).ledger)]
+    asked: list[tuple[str, ...]] = []
+    real = Repo.status
+
+    def counted(self: Repo, targets: list[str] | None = None, *args: Any, **kwargs: Any) -> Any:
+        asked.append(tuple(targets or ()))
+        return real(self, targets, *args, **kwargs)
+
+    monkeypatch.setattr(Repo, "status", counted)
+    run_flow(root)
+
+    assert asked[0] == ()  # the whole pipeline, once
+    one_by_one = {stage for targets in asked[1:] for stage in targets}
+    new = {stage_name(step, "c3") for step in CYCLE_STEPS}
+    assert one_by_one <= new and one_by_one, asked  # nothing of c0-c2 checked again
+    after = [(r["stage"], r["step"]) for r in lineage.read(Layout(root).ledger)]
+    assert after[: len(before)] == before
+    assert [stage for stage, _ in after[len(before) :]] == [
+        stage_name(step, "c3") for step in CYCLE_STEPS
+    ]
+    assert all(row["complete"] for row in status.cycles(root))
+    assert "up to date" in dvc(root, "status").stdout
