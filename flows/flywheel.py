@@ -135,20 +135,20 @@ def flywheel(
         pin = cfg.pin
         repo = dvcrepo.open_repo(cfg.root)
         dvcrepo.configure_remote(repo, cfg.params.remote)
-        dvcrepo.trust_current_stages(repo)  # one status for all the stages a resume skips
-        prepare(params_path, pin)
-        bootstrap(params_path, pin)
-        publish(params_path, "c0")
-        push(params_path, pin, "c0")
-        plan = budget.Budget(add_cycles, minutes, until_plateau)
-        for cycle in budget.cycles(path, plan, log=get_run_logger().info):
-            generate(params_path, pin, cycle)
-            validate(params_path, pin, cycle)
-            snapshot(params_path, pin, cycle)
-            train(params_path, pin, cycle)
-            evaluate(params_path, pin, cycle)
-            approval.ask(pinned(params_path, pin), cycle)  # when params ask for a person
-            promote(params_path, pin, cycle)
-            publish(params_path, cycle)
-            push(params_path, pin, cycle)
-        return status.cycles(cfg.root, path)
+        with dvcrepo.one_status(repo):  # one status for all the stages a resume skips
+            prepare(params_path, pin)
+            bootstrap(params_path, pin)
+            publish(params_path, "c0")
+            push(params_path, pin, "c0")
+            plan = budget.Budget(add_cycles, minutes, until_plateau)
+            for cycle in budget.cycles(path, plan, log=get_run_logger().info):
+                generate(params_path, pin, cycle)
+                validate(params_path, pin, cycle)
+                snapshot(params_path, pin, cycle)
+                train(params_path, pin, cycle)
+                evaluate(params_path, pin, cycle)
+                approval.ask(pinned(params_path, pin), cycle)  # when params ask for a person
+                promote(params_path, pin, cycle)
+                publish(params_path, cycle)
+                push(params_path, pin, cycle)
+            return status.cycles(cfg.root, path)

@@ -118,9 +118,19 @@ def _when_free(call: Callable[[], T], what: str, wait: float | None = None) -> T
             time.sleep(0.5)
 
 
-_TRUSTED: dict[Path, tuple[tuple[int, int, int] | None, frozenset[str]]] = {}
-"""Per workspace: `dvc.lock`'s stamp when a run took its one status of the whole pipeline, and
-the stages current then (`trust_current_stages`)."""
+@dataclass(frozen=True)
+class _Snapshot:
+    """What a run found when it started (`trust_current_stages`)."""
+
+    stamp: tuple[int, int, int] | None
+    """`dvc.lock`'s identity then (inode, mtime, size)."""
+    current: frozenset[str]
+    """The stages up to date then."""
+    locked: frozenset[str]
+    """The stages `dvc.lock` had an entry for then."""
+
+
+_TRUSTED: dict[Path, _Snapshot] = {}
 
 
 def _lock_stamp(root: Path) -> tuple[int, int, int] | None:
@@ -131,17 +141,31 @@ def _lock_stamp(root: Path) -> tuple[int, int, int] | None:
     return (found.st_ino, found.st_mtime_ns, found.st_size)
 
 
+@contextlib.contextmanager
+def one_status(repo: Repo) -> Iterator[int]:
+    """Within the block (a run), `is_current` answers from one status of the whole pipeline
+    where it can (`trust_current_stages`); yields how many stages were current."""
+    root = Path(repo.root_dir)
+    try:
+        yield trust_current_stages(repo)
+    finally:
+        _TRUSTED.pop(root, None)
+
+
 def trust_current_stages(repo: Repo) -> int:
     """One `dvc status` of the whole pipeline as a run starts; returns how many stages were
-    current. Until `dvc.lock` changes (the run's first commit), `is_current` answers for
-    those stages from this status instead of one `dvc status` each.
+    current. Then `is_current` answers without a `dvc status` of its own for a stage that was
+    current (until `dvc.lock` changes: the run's first commit) and for one that had no entry in
+    `dvc.lock` (it cannot be current until it runs and is committed: a new cycle's stages).
 
-    Why: a run resumes by skipping what is done, and each `dvc status` of one stage re-reads
-    `dvc.lock`, whose size grows with the cycles. Measured on a finished 6-cycle tiny digits
-    run (4,076-line `dvc.lock`): 0.6-0.7 s a stage against 1.9 s for all of them at once, so a
-    rerun spent 63 s skipping (issue 11: cost per cycle that grows with history). After the
-    first commit, later stages are checked one by one as before, since a stage that ran can
-    make the next one stale."""
+    Why: each `dvc status` of one stage re-reads `dvc.lock`, whose size grows with the cycles
+    (issue 11: cost per cycle that grows with history). Measured on a finished 6-cycle tiny
+    digits run (4,076-line `dvc.lock`): 0.6-0.7 s a stage against 1.9 s for all of them at
+    once; a rerun spent 63 s skipping what was done. A stage with an entry that was stale is
+    still checked by itself when its turn comes: a stage run before it may have made it
+    current again."""
+    import yaml
+
     root = Path(repo.root_dir)
     stamp = _lock_stamp(root)
 
@@ -151,17 +175,24 @@ def trust_current_stages(repo: Repo) -> int:
             return frozenset({stage.addressing for stage in repo.index.stages} - set(stale))
 
     current = _when_free(status, "dvc status of the pipeline")
-    _TRUSTED[root] = (stamp, current)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        entries = (yaml.load((root / "dvc.lock").read_text(), Loader=loader) or {}).get("stages")
+    except OSError:
+        entries = {}
+    _TRUSTED[root] = _Snapshot(stamp, current, frozenset(entries or {}))
     return len(current)
 
 
 def is_current(repo: Repo, stage: str, wait: float | None = None) -> bool:
-    """True when the stage's deps, params and outs all match its `dvc.lock` entry (from the
-    run's first status while `dvc.lock` is unchanged since, see `trust_current_stages`). Waits
-    while another DVC command holds DVC's lock (`_when_free`)."""
+    """True when the stage's deps, params and outs all match its `dvc.lock` entry (answered
+    from the run's first status where that holds, see `trust_current_stages`). Waits while
+    another DVC command holds DVC's lock (`_when_free`)."""
     root = Path(repo.root_dir)
-    stamp, trusted = _TRUSTED.get(root, (None, frozenset()))
-    if stage in trusted and stamp is not None and stamp == _lock_stamp(root):
+    known = _TRUSTED.get(root)
+    if known is not None and stage not in known.locked and stage not in known.current:
+        return False  # no entry in dvc.lock when the run started: it has to run
+    if known is not None and stage in known.current and known.stamp == _lock_stamp(root):
         return True
 
     def status() -> bool:
