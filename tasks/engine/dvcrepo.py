@@ -157,6 +157,8 @@ def trust_current_stages(repo: Repo) -> int:
     current. Then `is_current` answers without a `dvc status` of its own for a stage that was
     current (until `dvc.lock` changes: the run's first commit) and for one that had no entry in
     `dvc.lock` (it cannot be current until it runs and is committed: a new cycle's stages).
+    (DVC parses `dvc.lock` with ruamel.yaml's C parser when `ruamel.yaml.clib` is installed: a
+    status of one stage at 19 cycles took 0.5 s with it, 1.8 s without.)
 
     Why: each `dvc status` of one stage re-reads `dvc.lock`, whose size grows with the cycles
     (issue 11: cost per cycle that grows with history). Measured on a finished 6-cycle tiny
