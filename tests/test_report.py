@@ -78,7 +78,10 @@ class Page(HTMLParser):
 def status_rows(run: Path) -> dict[str, dict[str, Any]]:
     result = runner.invoke(app, ["status", "--json", "--params", str(run / "params.yaml")])
     assert result.exit_code == 0, result.output
-    return {row["cycle"]: row for row in json.loads(result.stdout)}
+    # without `pushed`: the page and the artifacts show each cycle's published record, which
+    # is written before its push (`flywheel status` adds it)
+    rows = json.loads(result.stdout)
+    return {row["cycle"]: {k: v for k, v in row.items() if k != "pushed"} for row in rows}
 
 
 def chromium(page: Path, profile: Path, *extra: str) -> str:
