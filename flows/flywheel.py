@@ -13,10 +13,10 @@ from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows import approval
+from flows import approval, units
 from tasks import steps
 from tasks.audit import publish as publication
-from tasks.engine import budget, config, dvcrepo, lock, portable, status
+from tasks.engine import budget, config, dvcrepo, fanout, lock, portable, status
 from tasks.engine.layout import stage_name
 from tasks.engine.records import CycleStatus
 from tasks.engine.runner import run_step
@@ -34,7 +34,8 @@ def stage_task(step: Step) -> Task[..., str]:
         if dvcrepo.is_current(repo, stage):
             get_run_logger().info("%s: up to date, skipped", stage)
             return "up to date"
-        result = run_step(cfg, step, cycle)
+        with fanout.using(units.dask_runner):  # units on Dask become task runs (flows/units.py)
+            result = run_step(cfg, step, cycle)
         pinned(params_path, pin)  # dvc.lock records the params the stage really ran with
         dvcrepo.commit(repo, stage)
         get_run_logger().info("%s: %s %s", stage, result.verdict or "done", result.metrics)

@@ -21,6 +21,7 @@ ENGINE_CODE = ("tasks/engine/", "tasks/steps/")
 NOT_LISTED = {
     "remote": "where an s3:// inbox is, not what it holds (generate's arrivals.parquet does)",
     "lineage": "where lineage events go; no stage writes them into its outputs",
+    "dask": "where fan-out units run; what they compute depends on fanout.units only",
 }
 
 

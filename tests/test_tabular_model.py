@@ -90,7 +90,7 @@ def test_loading_resizes_an_unsized_network(trained: tuple[Any, Any]) -> None:
         ({"visits": 2.5}, "visits: expected an integer, got 2.5"),
         ({"channel": "fax"}, "channel: 'fax' was never seen in training (known: phone, store"),
         ({"x2": None}, "x2: null, but the training data had no missing value here"),
-        ({"colour": "red"}, "colour: not a feature of this model"),
+        ({"colour": "red"}, "colour: not a column of this model's table"),
     ],
 )
 def test_a_malformed_request_names_its_field(

@@ -247,10 +247,14 @@ def validate(
     file: Annotated[
         Path,
         typer.Argument(
-            help="parquet file, or a dataset directory of parquet parts, of the domain's rows"
+            help="parquet file, or a dataset directory of parquet parts, of the domain's rows; "
+            "tabular: also a parquet or CSV file of your table"
         ),
     ],
-    domain: Annotated[str, typer.Option(help="domain name (tasks/domains/NAME)")] = "digits",
+    domain: Annotated[
+        str | None,
+        typer.Option(help="domain name (tasks/domains/NAME); default: the params' domain.name"),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="write the JSON report to this file (not a directory)")
     ] = None,
@@ -263,11 +267,12 @@ def validate(
     try:  # params are read as every command reads them; the --domain option wins
         raw = params_file.read_params(params) if params.is_file() else {}
         chosen_section = raw.get("domain") or {}
-        if isinstance(chosen_section, dict):
+        if isinstance(chosen_section, dict) and domain is not None:
             raw = {**raw, "domain": {**chosen_section, "name": domain}}
         cfg = config.parse(raw, params.resolve().parent, source=str(params))
     except config.ConfigError as error:
         raise fail(str(error)) from None
+    domain = cfg.domain_name
     # the report's path is checked before any work, and again when it is written
     keep = {file: "the batch being validated", params: "the params file"}
     try:
@@ -277,22 +282,39 @@ def validate(
         raise fail(str(error)) from None
     preflight.prefect_defaults()
     from tasks import domains
+    from tasks.cli import own_table
     from tasks.engine.batches import UnusableInput, read_batch
     from tasks.steps import validate as validation
 
     chosen = domains.load(domain)
     in_workspace = contextlib.chdir(cfg.root)  # a domain's relative paths name workspace files
-    with in_workspace:
-        schema = chosen.schema(cfg.domain)
+    try:  # tabular: the suite is the workspace's schema file, which the prepare step writes
+        with in_workspace:
+            schema = chosen.schema(cfg.domain)
+            chosen.expectations(cfg.domain)
+    except (FileNotFoundError, ValueError) as error:
+        raise fail(f"{domain}: {error}") from None
+    gates, unlabelled = cfg.params.validate_, None
     try:
-        batch = read_batch(file, schema)
-    except UnusableInput as error:
+        if own_table.reads_own_files(chosen, file):  # a file of the user's own table
+            batch, unlabelled = own_table.candidates(chosen, cfg.domain, file, schema, cfg.root)
+            # people's answers follow the truth, not the prior: the class-mix gate of a
+            # cycle's batch is off for them (a bound of 1 turns it off)
+            gates = gates.model_copy(update={"max_slice_tvd": 1.0})
+        else:
+            batch = read_batch(file, schema)
+    except (UnusableInput, ValueError) as error:
         raise fail(str(error)) from None
+    if unlabelled is not None and batch.is_empty():
+        raise fail(
+            f"{file}: none of its {unlabelled} rows has a label; validate judges rows as "
+            "training candidates, which need one (in the inbox, they join the pool)"
+        )
     with in_workspace:
         outcome = validation.validate_batch(
-            batch, chosen, cfg.domain, cfg.params.validate_, known_ids=set(), cycle="file"
+            batch, chosen, cfg.domain, gates, known_ids=set(), cycle="file"
         )
-    report = outcome.report
+    report = outcome.report | ({"rows_without_label": unlabelled} if unlabelled else {})
     if out is not None:
         try:
             write_user_file(out, json_text(report), keep, suggest="report.json")
@@ -302,6 +324,8 @@ def validate(
         f"{file}: {report['verdict']} ({report['accepted_rows']} accepted, "
         f"{report['quarantined_rows']} quarantined of {report['rows']})"
     )
+    if unlabelled:
+        typer.echo(f"  {unlabelled} rows without a label not judged (in the inbox: pool rows)")
     for line in validation.describe(report):
         typer.echo(f"  {line}")
     raise typer.Exit(0 if report["verdict"] == "accepted" else 1)

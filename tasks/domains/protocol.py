@@ -13,6 +13,7 @@ up); `expectations` judges the rows (and those derived columns) with Great Expec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
@@ -130,6 +131,20 @@ def slice_means(scores: pl.DataFrame) -> dict[str, float]:
     return {str(s): float(m) for s, m in zip(by_slice["slices"], by_slice["score"], strict=True)}
 
 
+@dataclass(frozen=True)
+class Units:
+    """A cycle's generation cut into work units (`Domain.split_generation`), which the engine
+    runs in this process or on Dask workers (tasks/engine/fanout.py)."""
+
+    parts: list[Any]
+    """One picklable input per unit, in unit order (a share of the games, problems or pool rows,
+    with the unit's own seed); `Domain.generate_part` turns each into its result wherever the
+    unit runs, so a part must not name anything that lives only in this process."""
+    finish: Callable[[list[Any]], pl.DataFrame]
+    """The candidate rows from every part's result, in unit order; runs where the step runs. A
+    choice over the whole batch (the balanced quota of a labelled pool) is made here."""
+
+
 C = TypeVar("C", bound=Section, contravariant=True)
 """A domain's own params section (`tasks/domains/<name>/config.py: Config`). Contravariant: the
 config only goes in, so a domain that accepts any Section serves wherever one section is due."""
@@ -150,6 +165,11 @@ class Domain(Protocol[C]):
         """Seed, eval and pool. Seed and pool may be empty (self-play has no human data: the
         engine then keeps cycle 0's network at its seeded random initialisation)."""
         ...
+
+    row_group: str | None
+    """The column whose equal values `check_columns` judges together (a game's rows: a broken
+    record fails the whole game); validation in units (`fanout.units`) keeps each such group in
+    one unit. None: every row is judged on its own."""
 
     def check_columns(self, batch: pl.DataFrame, cfg: C) -> pl.DataFrame:
         """`batch` plus derived columns (named `check_*`) that the suite's rules read.
@@ -186,7 +206,29 @@ class Domain(Protocol[C]):
         cfg: C,
         seed: int,
     ) -> pl.DataFrame:
-        """Candidate rows for this cycle, produced by the champion `network`."""
+        """Candidate rows for this cycle, produced by the champion `network`: the rows of
+        `split_generation` with one unit."""
+        ...
+
+    def split_generation(
+        self,
+        pool: pl.DataFrame,
+        trainset: pl.DataFrame,
+        cycle: int,
+        generator: str,
+        cfg: C,
+        seed: int,
+        units: int,
+    ) -> Units:
+        """`generate`'s work cut into at most `units` parts (`fanout.units`). A unit that draws
+        random numbers draws from its own seed (tasks/lib/units.py: `unit_seed`), so the rows
+        depend on `units` and never on where the parts run; one unit gives `generate`'s rows.
+        `OneUnit` is the default: the whole of `generate` as one part, whatever `units` says."""
+        ...
+
+    def generate_part(self, network: torch.nn.Module, part: Any, cfg: C) -> Any:
+        """One part's result (picklable), computed with the champion `network` on whichever
+        process runs the unit."""
         ...
 
     def training_module(self, network: torch.nn.Module, cfg: C) -> LightningModule: ...
@@ -254,6 +296,45 @@ class FixedPool:
         self, network: Any, pool: pl.DataFrame, trainset: pl.DataFrame, cfg: Any
     ) -> pl.DataFrame:
         return pl.DataFrame(schema={"row_id": pl.String(), "reason": pl.String()})
+
+
+class OneUnit:
+    """The fan-out part of `Domain` for a domain that generates in one unit, whatever
+    `fanout.units` says: `generate` itself runs as the only part."""
+
+    def split_generation(
+        self,
+        pool: pl.DataFrame,
+        trainset: pl.DataFrame,
+        cycle: int,
+        generator: str,
+        cfg: Any,
+        seed: int,
+        units: int,
+    ) -> Units:
+        part = {"pool": pool, "trainset": trainset, "cycle": cycle, "generator": generator}
+        return Units([{**part, "seed": seed}], lambda results: results[0])
+
+    def generate_part(self, network: Any, part: Any, cfg: Any) -> Any:
+        generate: Callable[..., pl.DataFrame] = getattr(self, "generate")  # noqa: B009
+        return generate(network, cfg=cfg, **part)
+
+
+def generate_here(
+    domain: Domain[Any],
+    network: Any,
+    pool: pl.DataFrame,
+    trainset: pl.DataFrame,
+    cycle: int,
+    generator: str,
+    cfg: Any,
+    seed: int,
+    units: int = 1,
+) -> pl.DataFrame:
+    """`domain`'s candidate rows in `units` parts, one after the other in this process: what a
+    domain that splits its work gives as its `generate` (with one unit)."""
+    split = domain.split_generation(pool, trainset, cycle, generator, cfg, seed, units)
+    return split.finish([domain.generate_part(network, part, cfg) for part in split.parts])
 
 
 AnyDomain: TypeAlias = Domain[Any]

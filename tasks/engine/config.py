@@ -218,6 +218,42 @@ class LineageParams(Section):
         return namespace
 
 
+class FanoutParams(Section):
+    """How generation and validation are cut into work units (tasks/engine/fanout.py). The
+    rows depend on `units`, never on where the units run (the `dask` section)."""
+
+    units: int = Field(1, ge=1, le=4096)
+    """Work units a cycle's generation and validation are cut into (games, samples, pool rows);
+    each unit draws from its own seed (the cycle's seed and the unit's index), so the rows
+    depend on this number and never on where units run. 1: one unit, today's rows."""
+
+
+class DaskParams(Section):
+    """Where fan-out units run. Like `remote`, it says where work goes, not what it computes:
+    no stage lists it in dvc.yaml, so changing it reruns nothing."""
+
+    workers: int = Field(1, ge=1, le=256)
+    """Processes of a local Dask cluster the units run on (one thread each); 1: in this
+    process, without Dask. Ignored when `address` names a cluster."""
+    address: str | None = None
+    """The scheduler of an existing Dask cluster (tcp://host:port) to run the units on."""
+    timeout: float = Field(30.0, gt=0, le=3600)
+    """Seconds to reach `address`'s scheduler (or start the local cluster) before failing."""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        if address is not None:
+            parts = urlsplit(address)
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
+                raise ValueError("expected a Dask scheduler as tcp://host:port (null: no cluster)")
+        return address
+
+
 class Params(Section):
     domain: DomainChoice = DomainChoice()
     cycles: dict[str, CycleItem] = {}
@@ -227,6 +263,8 @@ class Params(Section):
     trainer: TrainerParams = TrainerParams()
     remote: RemoteParams = RemoteParams()
     lineage: LineageParams = LineageParams()
+    fanout: FanoutParams = FanoutParams()
+    dask: DaskParams = DaskParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -236,6 +274,17 @@ class Params(Section):
         if isinstance(cycles, Mapping) and len(cycles) > MAX_CYCLES:
             raise ValueError(f"{len(cycles)} cycles listed; at most {MAX_CYCLES}")
         return cycles
+
+    @model_validator(mode="after")
+    def _units_for_workers(self) -> Params:
+        workers = self.dask.workers
+        if self.dask.address is None and workers > self.fanout.units:
+            raise ValueError(
+                f"dask.workers is {workers} but fanout.units is {self.fanout.units}: a unit "
+                f"runs on one worker, so set fanout.units to at least {workers} (units decide "
+                "the rows; workers only where they are computed)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cycles_chain(self) -> Params:

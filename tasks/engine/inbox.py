@@ -6,6 +6,10 @@ a file is known by its SHA-256, so a rerun never ingests a file twice, and a fil
 under the same name is a new file (its record says which content it replaces). The rows of
 every file ingested so far are kept in the cycle's `arrivals.parquet` (DVC-tracked), so a
 finished cycle never reads the inbox again: what it ingested is frozen with it.
+
+Labels people give (a `label` column, rows known by `row_id`): a later answer for a row
+supersedes an earlier, different one, and the file's record lists, per earlier file, the rows
+whose answer it changed (`supersedes`); the domain decides what training makes of it.
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ SOURCE_COLUMNS: dict[str, pl.DataType] = {
     "source_sha256": pl.String(),  # the file's content hash when it was ingested
 }
 SUFFIXES = (".parquet", ".csv")
+SHOWN_IDS = 20
+"""Row ids a `supersedes` entry lists; its `rows` counts them all (arrivals.parquet has each)."""
 
 
 @dataclass(frozen=True)
 class Ingested:
     """What one cycle took from the inbox: the new rows (pool schema + SOURCE_COLUMNS) and one
-    record per new file (path, sha256, rows, and the content it replaces, if any)."""
+    record per new file (path, sha256, rows, the content it replaces if any, and `supersedes`:
+    per earlier file, {path, sha256, rows, row_ids} of the answers it changed)."""
 
     rows: pl.DataFrame
     files: list[dict[str, Any]]
@@ -54,6 +61,7 @@ def ingest(
         return Ingested(earlier.clear(), [])
     seen = set(earlier["source_sha256"].to_list())
     latest = dict(zip(earlier["source_file"], earlier["source_sha256"], strict=True))
+    answers = _answers(earlier)
     frames, files = [], []
     for name, content in _files(location, storage):
         sha = hashlib.sha256(content).hexdigest()
@@ -63,9 +71,59 @@ def ingest(
         rows = _read(domain, domain_cfg, name, content, sha)
         frames.append(rows.with_columns(source_file=pl.lit(name), source_sha256=pl.lit(sha)))
         replaces = latest.get(name)
-        files.append({"path": name, "sha256": sha, "rows": rows.height, "replaces": replaces})
+        changed = _supersede(rows, answers, name, sha)
+        files.append(
+            {
+                "path": name,
+                "sha256": sha,
+                "rows": rows.height,
+                "replaces": replaces,
+                "supersedes": changed,
+            }
+        )
     new = pl.concat([earlier.clear(), *frames], how="vertical_relaxed")
     return Ingested(new.select(earlier.columns), files)
+
+
+Answer = tuple[str, str, str]
+"""A row's latest answer: (label as text, the file it came from, that file's sha256)."""
+
+
+def _answers(arrived: pl.DataFrame) -> dict[str, Answer]:
+    """Each row id's latest answer among `arrived` rows (arrival order); none without labels."""
+    if not {"row_id", "label"} <= set(arrived.columns):
+        return {}
+    given = arrived.filter(pl.col("label").is_not_null())
+    return {
+        row_id: (label, path, sha)
+        for row_id, label, path, sha in zip(
+            given["row_id"],
+            given["label"].cast(pl.String()),
+            given["source_file"],
+            given["source_sha256"],
+            strict=True,
+        )
+    }
+
+
+def _supersede(
+    rows: pl.DataFrame, answers: dict[str, Answer], name: str, sha: str
+) -> list[dict[str, Any]]:
+    """Per earlier file, the rows of `rows` whose answer differs from their latest one in
+    `answers`; then record `rows`' answers in `answers` as the latest."""
+    if not {"row_id", "label"} <= set(rows.columns):
+        return []
+    given = rows.filter(pl.col("label").is_not_null())
+    changed: dict[tuple[str, str], list[str]] = {}
+    for row_id, label in zip(given["row_id"], given["label"].cast(pl.String()), strict=True):
+        before = answers.get(row_id)
+        if before is not None and before[0] != label and (name, sha) != before[1:]:
+            changed.setdefault(before[1:], []).append(row_id)
+        answers[row_id] = (label, name, sha)
+    return [
+        {"path": path, "sha256": earlier, "rows": len(ids), "row_ids": ids[:SHOWN_IDS]}
+        for (path, earlier), ids in changed.items()
+    ]
 
 
 def _files(location: str, storage: dict[str, Any]) -> list[tuple[str, bytes]]:
@@ -74,6 +132,8 @@ def _files(location: str, storage: dict[str, Any]) -> list[tuple[str, bytes]]:
 
     fs, root = fsspec.core.url_to_fs(location, **(storage if "://" in location else {}))
     if not fs.isdir(root):
+        if "://" in location and fs.exists(root.split("/")[0]):
+            return []  # object stores have no folders: a prefix with nothing under it yet
         raise FileNotFoundError(f"{location}: the inbox folder does not exist")
     names = sorted(
         path

@@ -7,13 +7,18 @@ Before it does, the cycle takes the files that arrived in the domain's inbox sin
 
 from __future__ import annotations
 
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from tasks import domains
-from tasks.engine import inbox, models
+from tasks.domains.section import Section
+from tasks.engine import fanout, inbox, models
 from tasks.engine.config import Config
 from tasks.engine.files import atomic_path, read_json
 from tasks.engine.layout import MODEL_FILE, Layout
@@ -24,6 +29,7 @@ from tasks.steps.train import cycle_seed
 
 def run(cfg: Config, cycle: str | None) -> StepResult:
     assert cycle is not None
+    stage = f"generate@{cycle}"
     layout = Layout(cfg.root)
     prev = cfg.prev_of(cycle)
     domain = domains.load(cfg.domain_name)
@@ -37,15 +43,23 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
         how="vertical_relaxed",
     )
     trainset = read_trainset(layout.trainset(prev))
-    candidates = domain.generate(
-        network,
-        pool=pool,
-        trainset=trainset,
-        cycle=int(cycle.removeprefix("c")),
-        generator=generator,
-        cfg=cfg.domain,
-        seed=cycle_seed(cfg, cycle),
+    units = domain.split_generation(
+        pool,
+        trainset,
+        int(cycle.removeprefix("c")),
+        generator,
+        cfg.domain,
+        cycle_seed(cfg, cycle),
+        cfg.params.fanout.units,
     )
+    job = PartJob(
+        cfg.domain_name,
+        cfg.domain,
+        (champion_dir / MODEL_FILE).read_bytes(),  # the weights travel; no worker reads files
+        *compute_here(),
+    )
+    results = fanout.run_units(partial(run_part, job), units.parts, cfg.params.dask, stage)
+    candidates = units.finish(results)
     requests = domain.label_requests(network, pool, trainset, cfg.domain)
     with atomic_path(layout.candidates(cycle)) as tmp:
         candidates.write_parquet(tmp)
@@ -61,6 +75,57 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
             "arrived_eval_rows_ignored": arrived.height - fresh.height,
         }
     )
+
+
+@dataclass(frozen=True)
+class PartJob:
+    """What a generation unit needs besides its part, wherever it runs."""
+
+    domain: str
+    cfg: Section
+    """The domain's params section."""
+    model: bytes
+    """The champion's model file, whole (a worker on another machine cannot read ours)."""
+    threads: int
+    """Torch's threads in the step's own process (`trainer.threads`): the bits depend on it."""
+    portable: bool
+    """Whether the step's own process pinned its math libraries (`trainer.portable`)."""
+
+
+def compute_here() -> tuple[int, bool]:
+    """How this process computes, as `portable.enter` settled it from `trainer`: torch's threads
+    and whether the math libraries are pinned. Units elsewhere compute the same way."""
+    import torch
+
+    from tasks.engine import portable
+
+    pinned = all(os.environ.get(k) == v for k, v in portable.PORTABLE_ENV.items())
+    return torch.get_num_threads(), pinned
+
+
+def run_part(job: PartJob, part: Any) -> Any:
+    """One generation unit: the champion from `job.model` runs `Domain.generate_part`. Runs in
+    the step's process or on a Dask worker, with the step's compute settings either way."""
+    import torch
+
+    from tasks.engine import portable
+    from tasks.engine.config import TrainerParams
+
+    portable.enter(TrainerParams(threads=job.threads, portable=job.portable))
+    torch.set_num_threads(job.threads)
+    network = _champion(job.model, job.domain)
+    return domains.load(job.domain).generate_part(network, part, job.cfg)
+
+
+@lru_cache(maxsize=1)
+def _champion(model: bytes, domain: str) -> Any:
+    """The network of a model file's bytes, loaded (and checked) as `models.load` loads a file;
+    kept for the next unit of the same cycle on this process."""
+    with tempfile.TemporaryDirectory(prefix="flywheel-unit-") as folder:
+        path = Path(folder) / MODEL_FILE
+        path.write_bytes(model)
+        network, _, _ = models.load(path, domain)
+    return network
 
 
 def outside_eval(arrived: pl.DataFrame, eval_path: Path) -> pl.DataFrame:

@@ -29,6 +29,7 @@ from tasks.engine.files import atomic_path, write_json
 from tasks.engine.layout import Layout
 from tasks.engine.quality import QualityResult, run_suite
 from tasks.engine.records import StepResult
+from tasks.steps.validate_units import Plan, judge_in_units
 
 ALREADY_IN_TRAINSET = "already_in_trainset"
 BATCH_REJECTED = "batch_rejected"
@@ -73,6 +74,30 @@ def engine_rules() -> list[Expectation]:
     ]
 
 
+def judge(
+    candidates: pl.DataFrame,
+    domain: Domain,
+    domain_cfg: Any,
+    rules: list[Expectation],
+    known_ids: set[str],
+    units: Plan | None,
+) -> QualityResult:
+    """The suite's verdict on every rule and row: in one go, or in `units`
+    (tasks/steps/validate_units.py; the same result)."""
+    if units is None or units.count == 1 or candidates.height < 2:
+        judged = engine_checks(domain.check_columns(candidates, domain_cfg), known_ids)
+        return run_suite(judged, rules, engine_columns=(ROW_IS_NEW,))
+    return judge_in_units(
+        candidates,
+        domain,
+        domain_cfg,
+        rules,
+        units,
+        lambda judged: engine_checks(judged, known_ids),
+        (ROW_IS_NEW,),
+    )
+
+
 def validate_batch(
     candidates: pl.DataFrame,
     domain: Domain,
@@ -80,11 +105,12 @@ def validate_batch(
     params: ValidateParams,
     known_ids: set[str],
     cycle: str,
+    units: Plan | None = None,
 ) -> Outcome:
-    """Judge one candidate batch; pure apart from running GX, and deterministic."""
+    """Judge one candidate batch; pure apart from running GX, and deterministic. `units`
+    (`fanout.units`) cuts the per-row work (`judge`); the verdict does not depend on it."""
     rules = [*domain.expectations(domain_cfg), *engine_rules()]
-    judged = engine_checks(domain.check_columns(candidates, domain_cfg), known_ids)
-    quality = run_suite(judged, rules, engine_columns=(ROW_IS_NEW,))
+    quality = judge(candidates, domain, domain_cfg, rules, known_ids, units)
     rows = candidates.height
     filters = {r.reason for r in rules if r.filter} - {r.reason for r in rules if not r.filter}
     flagged = sum(bool(set(r) - filters) for r in quality.row_reasons.values())
@@ -279,7 +305,10 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     domain = domains.load(cfg.domain_name)
     candidates = read_batch(layout.candidates(cycle), domain.schema(cfg.domain))
     known = known_row_ids(layout.trainset(cfg.prev_of(cycle)))
-    outcome = validate_batch(candidates, domain, cfg.domain, cfg.params.validate_, known, cycle)
+    units = Plan(cfg.params.fanout.units, cfg.params.dask, f"validate@{cycle}")
+    outcome = validate_batch(
+        candidates, domain, cfg.domain, cfg.params.validate_, known, cycle, units
+    )
     _write_parquet(outcome.accepted, layout.accepted(cycle))
     _write_parquet(outcome.quarantine, layout.quarantine(cycle))
     write_json(layout.validation(cycle), outcome.report)

@@ -9,13 +9,23 @@ import polars as pl
 
 from tasks.domains.arith import bias, checks, data, expectations, grammar
 from tasks.domains.arith.config import Config
-from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, FixedPool, Prepared
+from tasks.domains.protocol import (
+    Check,
+    Domain,
+    Evaluation,
+    Expectation,
+    FixedPool,
+    Prepared,
+    Units,
+    generate_here,
+)
 
 
 class Arith(FixedPool):
     name = "arith"
     metric_name = "exact_match"
     slice_column = "length"
+    row_group: str | None = None  # a solution is checked on its own
     suite_version = expectations.SUITE_VERSION
     warm_start = False  # ReST-EM: each cycle's model starts from scratch on seed + accepted
     plays_arena = False
@@ -53,9 +63,26 @@ class Arith(FixedPool):
         cfg: Config,
         seed: int,
     ) -> pl.DataFrame:
-        from tasks.domains.arith.sampling import generate
+        return generate_here(self, network, pool, trainset, cycle, generator, cfg, seed)
 
-        return generate(network, pool, trainset, cycle, generator, cfg, seed)
+    def split_generation(
+        self,
+        pool: pl.DataFrame,
+        trainset: pl.DataFrame,
+        cycle: int,
+        generator: str,
+        cfg: Config,
+        seed: int,
+        units: int,
+    ) -> Units:
+        from tasks.domains.arith.sampling import split
+
+        return split(pool, trainset, cycle, generator, cfg, seed, units)
+
+    def generate_part(self, network: Any, part: Any, cfg: Config) -> Any:
+        from tasks.domains.arith.sampling import sample
+
+        return sample(network, part["problems"], part["seed"], cfg)
 
     def training_module(self, network: Any, cfg: Config) -> Any:
         from tasks.domains.arith.training import ArithLM

@@ -10,7 +10,8 @@ import torch
 from tasks.domains.arith import checks, data
 from tasks.domains.arith.config import Config
 from tasks.domains.arith.decoding import complete
-from tasks.domains.protocol import Evaluation
+from tasks.domains.protocol import Evaluation, Units
+from tasks.lib.units import cut, unit_seed
 
 
 def unsolved(pool: pl.DataFrame, trainset: pl.DataFrame) -> pl.DataFrame:
@@ -18,27 +19,63 @@ def unsolved(pool: pl.DataFrame, trainset: pl.DataFrame) -> pl.DataFrame:
     return pool.filter(~pl.col("problem_id").is_in(trainset["problem_id"].implode()))
 
 
-def generate(
-    network: torch.nn.Module,
+def split(
     pool: pl.DataFrame,
     trainset: pl.DataFrame,
     cycle: int,
     generator: str,
     cfg: Config,
     seed: int,
-) -> pl.DataFrame:
-    """`cfg.samples` sampled solutions per unsolved problem, sample-major, as candidate rows."""
+    units: int,
+) -> Units:
+    """`cfg.samples` sampled solutions per unsolved problem, sample-major, as candidate rows;
+    a unit samples those of a share of the problems, from its own seed."""
     todo = unsolved(pool, trainset)
-    repeated = pl.concat(
-        [todo.with_columns(pl.lit(s, pl.Int64()).alias("sample")) for s in range(cfg.samples)]
-    )
+    shares = cut(todo.height, units)
+    parts = [
+        {"problems": todo["problem"][rows.start : rows.stop].to_list(), "seed": unit_seed(seed, u)}
+        for u, rows in enumerate(shares)
+    ]
+
+    def finish(results: list[tuple[list[str], list[float]]]) -> pl.DataFrame:
+        texts: list[str] = []
+        confidence: list[float] = []
+        for s in range(cfg.samples):  # each unit's results are sample-major over its problems
+            for rows, (unit_texts, unit_confidence) in zip(shares, results, strict=True):
+                texts += unit_texts[s * len(rows) : (s + 1) * len(rows)]
+                confidence += unit_confidence[s * len(rows) : (s + 1) * len(rows)]
+        return rows_of(todo, texts, confidence, cycle, generator, cfg)
+
+    return Units(parts, finish)
+
+
+def sample(
+    network: torch.nn.Module, problems: list[str], seed: int, cfg: Config
+) -> tuple[list[str], list[float]]:
+    """`cfg.samples` solutions of each of `problems`, sample-major, drawn from `seed`: the
+    texts and each one's confidence."""
     texts, confidence = complete(
         network,
-        repeated["problem"].to_list(),
+        problems * cfg.samples,
         cfg.max_digits,
         cfg.temperature,
         torch.Generator().manual_seed(seed),
         cfg.decode_batch,
+    )
+    return list(texts), [float(c) for c in confidence]
+
+
+def rows_of(
+    todo: pl.DataFrame,
+    texts: list[str],
+    confidence: list[float],
+    cycle: int,
+    generator: str,
+    cfg: Config,
+) -> pl.DataFrame:
+    """The candidate rows of `todo`'s problems, sample-major, with their sampled solutions."""
+    repeated = pl.concat(
+        [todo.with_columns(pl.lit(s, pl.Int64()).alias("sample")) for s in range(cfg.samples)]
     )
     return repeated.with_columns(
         pl.format("{}:c{}:s{}", "problem_id", pl.lit(cycle), "sample").alias("row_id"),

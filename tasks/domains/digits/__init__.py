@@ -9,13 +9,23 @@ import polars as pl
 
 from tasks.domains.digits import data, expectations, labelling
 from tasks.domains.digits.config import N_CLASSES, Config
-from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, FixedPool, Prepared
+from tasks.domains.protocol import (
+    Check,
+    Domain,
+    Evaluation,
+    Expectation,
+    FixedPool,
+    Prepared,
+    Units,
+    generate_here,
+)
 
 
 class Digits(FixedPool):
     name = "digits"
     metric_name = "accuracy"
     slice_column = "label"
+    row_group: str | None = None  # every rule reads one row
     suite_version = expectations.SUITE_VERSION
     warm_start = False  # a noisy student is retrained from scratch on the whole snapshot
     plays_arena = False
@@ -53,19 +63,46 @@ class Digits(FixedPool):
         cfg: Config,
         seed: int,
     ) -> pl.DataFrame:
-        from tasks.domains.digits.network import probabilities
+        return generate_here(self, network, pool, trainset, cycle, generator, cfg, seed)
+
+    def split_generation(
+        self,
+        pool: pl.DataFrame,
+        trainset: pl.DataFrame,
+        cycle: int,
+        generator: str,
+        cfg: Config,
+        seed: int,
+        units: int,
+    ) -> Units:
+        """A unit scores a share of the pool rows not yet trained on; the balanced quota then
+        picks from all of them (the choice is over the whole pool, so it stays here)."""
+        from tasks.lib.units import cut
 
         remaining = pool.filter(~pl.col("row_id").is_in(trainset["row_id"].implode()))
-        probs = probabilities(network, data.pixel_matrix(remaining))
-        chosen = labelling.select(probs, remaining["row_id"].to_list(), cycle, cfg)
-        picked = remaining[chosen.tolist()]
-        return picked.with_columns(
-            pl.lit(cycle, pl.Int64()).alias("cycle"),
-            pl.lit(generator).alias("generator"),
-            pl.lit(cfg.acceptance).alias("method"),
-            pl.Series("confidence", probs[chosen].max(axis=1).astype(np.float64)),
-            pl.Series("label", probs[chosen].argmax(axis=1).astype(np.int64)),
-        ).select(list(data.schema()))
+        pixels = data.pixel_matrix(remaining)
+
+        def finish(results: list[np.ndarray]) -> pl.DataFrame:
+            probs = np.concatenate(results)
+            chosen = labelling.select(probs, remaining["row_id"].to_list(), cycle, cfg)
+            picked = remaining[chosen.tolist()]
+            return picked.with_columns(
+                pl.lit(cycle, pl.Int64()).alias("cycle"),
+                pl.lit(generator).alias("generator"),
+                pl.lit(cfg.acceptance).alias("method"),
+                pl.Series("confidence", probs[chosen].max(axis=1).astype(np.float64)),
+                pl.Series("label", probs[chosen].argmax(axis=1).astype(np.int64)),
+            ).select(list(data.schema()))
+
+        return Units(
+            [pixels[rows.start : rows.stop] for rows in cut(remaining.height, units)], finish
+        )
+
+    def generate_part(self, network: Any, part: np.ndarray, cfg: Config) -> np.ndarray:
+        """Class probabilities (rows, 10) of a unit's pixel rows (rows, 64)."""
+        from tasks.domains.digits.network import probabilities
+
+        return probabilities(network, part)
 
     def training_module(self, network: Any, cfg: Config) -> Any:
         from tasks.domains.digits.training import DigitsStudent

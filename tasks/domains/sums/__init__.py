@@ -12,7 +12,16 @@ from typing import Any
 import polars as pl
 
 from tasks.domains.arith import grammar
-from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, FixedPool, Prepared
+from tasks.domains.protocol import (
+    Check,
+    Domain,
+    Evaluation,
+    Expectation,
+    FixedPool,
+    Prepared,
+    Units,
+    generate_here,
+)
 from tasks.domains.sums import checks, data, notation
 from tasks.domains.sums.config import Config
 
@@ -21,6 +30,9 @@ class Sums(FixedPool):
     name = "sums"
     metric_name = "exact_match"
     slice_column = "length"
+    row_group: str | None = (
+        None  # an answer is checked on its own (votes are counted at generation)
+    )
     suite_version = checks.SUITE_VERSION
     warm_start = True  # each round continues from the champion (issue 13's recipe)
     plays_arena = False
@@ -58,9 +70,26 @@ class Sums(FixedPool):
         cfg: Config,
         seed: int,
     ) -> pl.DataFrame:
-        from tasks.domains.sums.sampling import generate
+        return generate_here(self, network, pool, trainset, cycle, generator, cfg, seed)
 
-        return generate(network, trainset, cycle, generator, cfg, seed)
+    def split_generation(
+        self,
+        pool: pl.DataFrame,
+        trainset: pl.DataFrame,
+        cycle: int,
+        generator: str,
+        cfg: Config,
+        seed: int,
+        units: int,
+    ) -> Units:
+        from tasks.domains.sums.sampling import split
+
+        return split(trainset, cycle, generator, cfg, seed, units)
+
+    def generate_part(self, network: Any, part: Any, cfg: Config) -> Any:
+        from tasks.domains.sums.sampling import answers
+
+        return answers(network, part["problems"], cfg, part["seed"])
 
     def training_module(self, network: Any, cfg: Config) -> Any:
         from tasks.domains.sums.training import SumsLM

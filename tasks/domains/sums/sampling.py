@@ -8,11 +8,12 @@ from typing import Any
 import polars as pl
 import torch
 
-from tasks.domains.protocol import Evaluation
+from tasks.domains.protocol import Evaluation, Units
 from tasks.domains.sums import data, frontier
 from tasks.domains.sums.config import Config
 from tasks.domains.sums.decoding import answer
 from tasks.domains.sums.network import Ensemble
+from tasks.lib.units import cut, unit_seed
 
 MASTERED = 0.9
 """Exact match at which a length counts as mastered in the details (issue 13's target)."""
@@ -37,13 +38,44 @@ def answers(
     return out
 
 
-def generate(
-    network: Ensemble, trainset: pl.DataFrame, cycle: int, generator: str, cfg: Config, seed: int
-) -> pl.DataFrame:
+def split(
+    trainset: pl.DataFrame, cycle: int, generator: str, cfg: Config, seed: int, units: int
+) -> Units:
     """The round's candidate rows: `round_problems` fresh problems one digit past the frontier
-    (read from `trainset`, `frontier.current`), `models * samples` answers each."""
+    (read from `trainset`, `frontier.current`), `models * samples` answers each. The problems
+    are drawn here; a unit answers a share of them, from its own seed."""
     before = frontier.current(trainset, cycle, cfg)
     todo = data.round_problems(cfg, frontier.target(before, cfg), cycle, seed)
+    shares = cut(todo.height, units)
+    parts = [
+        {"problems": todo.slice(rows.start, len(rows)), "seed": unit_seed(seed, u)}
+        for u, rows in enumerate(shares)
+    ]
+
+    def finish(results: list[list[tuple[int, str, list[str], list[float]]]]) -> pl.DataFrame:
+        merged = [  # each answer index over every unit's problems, in unit order
+            (
+                index,
+                method,
+                sum((r[k][2] for r in results), []),
+                sum((r[k][3] for r in results), []),
+            )
+            for k, (index, method, _, _) in enumerate(results[0])
+        ]
+        return rows_of(todo, merged, before, cycle, generator, cfg)
+
+    return Units(parts, finish)
+
+
+def rows_of(
+    todo: pl.DataFrame,
+    answered: list[tuple[int, str, list[str], list[float]]],
+    before: int,
+    cycle: int,
+    generator: str,
+    cfg: Config,
+) -> pl.DataFrame:
+    """The candidate rows of `todo`'s problems with every answer index's answers."""
     frames = [
         todo.with_columns(
             pl.lit(index, pl.Int64()).alias("sample"),
@@ -51,7 +83,7 @@ def generate(
             pl.Series("output", texts, pl.String()),
             pl.Series("confidence", conf, pl.Float64()),
         )
-        for index, method, texts, conf in answers(network, todo, cfg, seed)
+        for index, method, texts, conf in answered
     ]
     rows = pl.concat(frames)
     return rows.with_columns(

@@ -14,7 +14,14 @@ from typing import Any
 
 import polars as pl
 
-from tasks.domains.protocol import Check, Domain, Evaluation, Expectation, Prepared
+from tasks.domains.protocol import (
+    Check,
+    Domain,
+    Evaluation,
+    Expectation,
+    Prepared,
+    Units,
+)
 from tasks.domains.tabular import data, expectations, labelling
 from tasks.domains.tabular.config import Config
 from tasks.domains.tabular.schema import keys, load
@@ -24,6 +31,7 @@ class Tabular:
     name = "tabular"
     metric_name = "accuracy"
     slice_column = data.LABEL  # the slice gate holds each batch's label mix to the class prior
+    row_group: str | None = None  # every rule reads one row
     warm_start = False  # retrained from scratch on the whole snapshot, like digits
     plays_arena = False
 
@@ -71,6 +79,24 @@ class Tabular:
         seed: int,
     ) -> pl.DataFrame:
         return labelling.generate(network, pool, trainset, cycle, generator, load(cfg), cfg)
+
+    def split_generation(
+        self,
+        pool: pl.DataFrame,
+        trainset: pl.DataFrame,
+        cycle: int,
+        generator: str,
+        cfg: Config,
+        seed: int,
+        units: int,
+    ) -> Units:
+        return labelling.split(pool, trainset, cycle, generator, load(cfg), cfg, units)
+
+    def generate_part(self, network: Any, part: pl.DataFrame, cfg: Config) -> Any:
+        """Class probabilities (rows, classes) of a unit's unlabelled pool rows."""
+        from tasks.domains.tabular.network import probabilities
+
+        return probabilities(network, part)
 
     def training_module(self, network: Any, cfg: Config) -> Any:
         from tasks.domains.tabular.training import TabularStudent

@@ -22,14 +22,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from tasks.domains.protocol import Units
 from tasks.domains.tabular.config import Config
 from tasks.domains.tabular.data import LABEL, row_schema
 from tasks.domains.tabular.schema import Schema, SchemaError, keys
 from tasks.lib import pseudo_labels
 
 HUMAN_SUFFIX = "+human"
-"""A human answer for a row the model had already labelled gets this suffix to its row id: the
-snapshot keeps every row it ever accepted, so the answer joins beside the pseudo-label."""
+"""A human answer for a row the training set already holds (pseudo-labelled, or answered
+before with another label) gets this suffix to its row id (`+human`, then `+human2`, ...): the
+snapshot keeps every row it ever accepted, so the answer joins beside the earlier row, and
+training reads the latest human answer of each row only (`effective`)."""
+CORRECTION = "human_correction"
+"""The `method` of a human row whose answer replaces an earlier human label of the same row."""
 
 
 def prior_shares(schema: Schema, cfg: Config) -> list[float]:
@@ -62,26 +67,73 @@ def select(probs: np.ndarray, row_ids: list[str], wanted: list[int], cfg: Config
     return pseudo_labels.fill_quotas(order, labels, pseudo_labels.fit_to_pool(wanted, labels))
 
 
+def base_id(row_id: pl.Expr) -> pl.Expr:
+    """The row's own id: a training row id without its `+human...` suffix."""
+    return row_id.str.replace(rf"\{HUMAN_SUFFIX}\d*$", "")
+
+
 def latest(pool: pl.DataFrame) -> pl.DataFrame:
-    """One row per row id, the last one given (an answered request overrides its pool row)."""
-    return pool.unique(subset="row_id", keep="last", maintain_order=True)
+    """One row per row id: its last answer (the last labelled row given, in arrival order),
+    or its last row when it has none. A blank label never retracts an answer."""
+    order = pool.with_row_index("_arrival")
+    ranked = order.sort(pl.col(LABEL).is_not_null(), "_arrival")  # answers last, by arrival
+    kept = ranked.unique(subset="row_id", keep="last")
+    return kept.sort("_arrival").drop("_arrival")
+
+
+def effective(trainset: pl.DataFrame) -> pl.DataFrame:
+    """The rows training reads: per row (by `base_id`), its latest human row (highest cycle;
+    a correction supersedes the answer or seed label before it) when it has one, else its
+    pseudo-labelled row. Input order kept. The snapshot itself keeps every row it accepted."""
+    ranked = trainset.with_row_index("_order").with_columns(
+        base_id(pl.col("row_id")).alias("_base"),
+        (pl.col("generator") == "human").alias("_human"),
+    )
+    kept = ranked.sort("_human", "cycle", "_order").unique(subset="_base", keep="last")
+    return kept.sort("_order").drop("_order", "_base", "_human")
 
 
 def human_rows(pool: pl.DataFrame, trainset: pl.DataFrame, cycle: int) -> pl.DataFrame:
-    """Labelled pool rows not yet trained on as human rows, as candidates of `cycle`."""
-    labelled = latest(pool).filter(pl.col(LABEL).is_not_null())
-    pseudo = trainset.filter(pl.col("generator") != "human")["row_id"]
-    relabelled = pl.when(pl.col("row_id").is_in(pseudo.implode()))
-    rows = labelled.with_columns(
-        relabelled.then(pl.col("row_id") + HUMAN_SUFFIX).otherwise(pl.col("row_id")).alias("row_id")
+    """Answered pool rows whose answer training does not hold yet, as human rows of `cycle`.
+
+    An answer equal to the row's latest human label adds nothing; another one (a first answer
+    for a pseudo-labelled row, or a correction of an answer or of a seed label) joins under
+    a fresh id (`HUMAN_SUFFIX`); a correction has method `human_correction`."""
+    answers = latest(pool).filter(pl.col(LABEL).is_not_null())
+    known = effective(trainset).select(
+        base_id(pl.col("row_id")).alias("row_id"),
+        pl.col("generator").alias("_was_by"),
+        pl.col(LABEL).cast(pl.String()).alias("_was"),
     )
-    rows = rows.filter(~pl.col("row_id").is_in(trainset["row_id"].implode()))
-    return rows.with_columns(
+    joined = answers.join(known, on="row_id", how="left", maintain_order="left")
+    human_before = pl.col("_was_by") == "human"
+    fresh = joined.filter(
+        ~(human_before & (pl.col(LABEL).cast(pl.String()) == pl.col("_was"))).fill_null(False)
+    )
+    answered = fresh["row_id"].implode()
+    taken = set(trainset.filter(base_id(pl.col("row_id")).is_in(answered))["row_id"].to_list())
+    ids = [_free_id(i, taken) for i in fresh["row_id"].to_list()]
+    return fresh.with_columns(
+        pl.Series("row_id", ids, dtype=pl.String()),
         pl.lit(cycle, pl.Int64()).alias("cycle"),
         pl.lit("human").alias("generator"),
-        pl.lit("human").alias("method"),
+        pl.when(human_before.fill_null(False))
+        .then(pl.lit(CORRECTION))
+        .otherwise(pl.lit("human"))
+        .alias("method"),
         pl.lit(1.0).alias("confidence"),
-    )
+    ).drop("_was_by", "_was")
+
+
+def _free_id(row_id: str, taken: set[str]) -> str:
+    """`row_id`, or `row_id+human`, `row_id+human2`, ...: the first the training set lacks."""
+    if row_id not in taken:
+        return row_id
+    candidate, n = row_id + HUMAN_SUFFIX, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{row_id}{HUMAN_SUFFIX}{n}"
+    return candidate
 
 
 def usable(schema: Schema, cfg: Config) -> pl.Expr:
@@ -115,8 +167,27 @@ def generate(
     schema: Schema,
     cfg: Config,
 ) -> pl.DataFrame:
-    """This cycle's candidates in `row_schema`: human rows first, then pseudo-labelled ones."""
+    """This cycle's candidates in `row_schema`: human rows first, then pseudo-labelled ones
+    (`split` in one unit, scored here)."""
     from tasks.domains.tabular.network import probabilities
+
+    units = split(pool, trainset, cycle, generator, schema, cfg, 1)
+    return units.finish([probabilities(network, part) for part in units.parts])
+
+
+def split(
+    pool: pl.DataFrame,
+    trainset: pl.DataFrame,
+    cycle: int,
+    generator: str,
+    schema: Schema,
+    cfg: Config,
+    units: int,
+) -> Units:
+    """`generate` in units (`fanout.units`): each unit is a share of the unlabelled pool rows,
+    whose class probabilities (rows, classes) the champion computes where the unit runs; the
+    quotas then pick from all of them here (a choice over the whole pool)."""
+    from tasks.lib.units import cut
 
     humans = human_rows(pool, trainset, cycle)
     unlabelled = latest(pool).filter(
@@ -124,7 +195,26 @@ def generate(
         & ~pl.col("row_id").is_in(trainset["row_id"].implode())
         & usable(schema, cfg)
     )
-    probs = probabilities(network, unlabelled)
+
+    def finish(results: list[np.ndarray]) -> pl.DataFrame:
+        probs = np.concatenate(results)
+        return _candidates(probs, humans, unlabelled, cycle, generator, schema, cfg)
+
+    parts = [unlabelled.slice(rows.start, len(rows)) for rows in cut(unlabelled.height, units)]
+    return Units(parts, finish)
+
+
+def _candidates(
+    probs: np.ndarray,
+    humans: pl.DataFrame,
+    unlabelled: pl.DataFrame,
+    cycle: int,
+    generator: str,
+    schema: Schema,
+    cfg: Config,
+) -> pl.DataFrame:
+    """The human rows, then the rows of `unlabelled` the quotas pick by their class
+    probabilities `probs` (rows, classes), in `row_schema`."""
     prior = prior_shares(schema, cfg)
     answered = pl.Series(keys(schema.classes, schema.label_dtype))
     human_counts = [int((humans[LABEL].cast(pl.String()) == k).sum()) for k in answered]

@@ -34,7 +34,7 @@ def spec_from(schema: Schema, cfg: Config) -> dict[str, Any]:
     return {
         "format": SPEC_FORMAT,
         "numeric": [
-            {"name": c.name, "mean": float(c.facts["mean"]), "std": float(c.facts["std"] or 1)}
+            _numeric(c.name, c.facts, cfg.checks.range_margin)
             for c in columns
             if c.kind == "numeric"
         ],
@@ -52,6 +52,29 @@ def spec_from(schema: Schema, cfg: Config) -> dict[str, Any]:
         "layers": cfg.train.layers,
         "dropout": cfg.train.dropout,
         "embedding_dim": cfg.train.embedding_dim,
+        "id_column": cfg.id_column,
+        "unused": [  # the table's other columns: a request may carry them, the model reads none
+            schema.label,
+            *(name for name in schema.columns if name not in schema.features),
+            *schema.ignored,
+        ],
+    }
+
+
+def _numeric(name: str, facts: dict[str, Any], margin: float) -> dict[str, Any]:
+    """A numeric feature's scaling (mean, std) and the range its values were accepted in:
+    the seed's [min, max] widened by `margin` of its width (the suite's `out_of_range` rule),
+    as [low, high]; a prediction outside it is refused (predict.py)."""
+    low, high = float(facts["min"]), float(facts["max"])
+    widen = margin * (high - low)
+    return {
+        "name": name,
+        "mean": float(facts["mean"]),
+        "std": float(facts["std"] or 1),
+        "min": low,
+        "max": high,
+        "low": low - widen,
+        "high": high + widen,
     }
 
 

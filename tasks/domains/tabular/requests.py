@@ -13,7 +13,7 @@ import polars as pl
 
 from tasks.domains.tabular.config import Config
 from tasks.domains.tabular.data import LABEL
-from tasks.domains.tabular.labelling import latest
+from tasks.domains.tabular.labelling import effective, latest
 from tasks.domains.tabular.network import probabilities
 from tasks.domains.tabular.schema import Schema
 
@@ -39,7 +39,7 @@ def weakest_group(
 ) -> tuple[str, str] | None:
     """(slice column, value as text) with the fewest human-labelled training rows among the
     groups the candidates hold; ties go to the smaller share of candidates, then by name."""
-    humans = trainset.filter(pl.col("generator") == "human")
+    humans = effective(trainset).filter(pl.col("generator") == "human")
     best: tuple[int, int, str, str] | None = None
     for column in cfg.slice_columns:
         present = candidates[column].cast(pl.String()).fill_null("null")

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,8 @@ class Schema:
     """Features first, then slice columns that are not features, in the file's order."""
     extra_expectations: list[dict[str, Any]]
     digest: str
+    ignored: list[str] = field(default_factory=list)
+    """Columns of the table left out of the features (dates, identifier-like text)."""
 
     def dtypes(self) -> dict[str, pl.DataType]:
         """Row columns (features and slices, in order) -> dtype; no label, no provenance."""
@@ -164,6 +166,7 @@ def _parse(doc: dict[str, Any], path: Path, digest: str) -> Schema:
         columns=columns,
         extra_expectations=list(doc.get("extra_expectations", [])),
         digest=digest,
+        ignored=list(doc.get("ignored", {})),
     )
 
 

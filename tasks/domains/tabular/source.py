@@ -4,12 +4,14 @@ A folder is read as one table: its `.parquet`, `.pq` and `.csv` files in path or
 names that start with `_` or `.` (`_SUCCESS`, `.crc`), as Spark, pyarrow and polars write them.
 Files of one folder may differ in column order and in losslessly compatible types; each is
 read alone and the frames are stacked by column name. S3 goes through fsspec (s3fs), with
-credentials from the standard AWS sources only.
+credentials from the standard AWS sources only, and the endpoint and region of `remote` in the
+workspace's params.yaml (an S3-compatible server: MinIO, moto, ...), as the inbox reads them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import polars as pl
 
@@ -51,7 +53,7 @@ def read_file(location: str) -> pl.DataFrame:
         if location.startswith("s3://"):
             import fsspec
 
-            with fsspec.open(location, "rb") as handle:
+            with fsspec.open(location, "rb", **storage_options()) as handle:
                 data = handle.read()
             frame = pl.read_parquet(data) if kind == "parquet" else _read_csv(data)
         elif not Path(location).is_file():
@@ -82,21 +84,28 @@ def _typeless_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.lit(None).alias(name) for name in empty)
 
 
+def storage_options(params: Path = Path("params.yaml")) -> dict[str, Any]:
+    """fsspec options for s3://: `remote.endpoint_url` and `remote.region` of the workspace's
+    params file (steps run in the workspace root), the options the inbox gets from the engine
+    (tasks/steps/generate.py: storage); {} without a params file or without either key."""
+    if not params.is_file():
+        return {}
+    from tasks.engine.config import RemoteParams
+    from tasks.engine.params_file import read_params
+
+    remote = RemoteParams.model_validate(read_params(params).get("remote") or {})
+    client: dict[str, Any] = {}
+    if remote.endpoint_url:
+        client["endpoint_url"] = remote.endpoint_url
+    if remote.region:
+        client["region_name"] = remote.region
+    return {"client_kwargs": client} if client else {}
+
+
 def _list(location: str) -> list[str]:
     """The data files at `location`, in path order."""
     if location.startswith("s3://"):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(location)
-        if fs.isfile(path):
-            return [location]
-        found = sorted(fs.find(path))
-        parts = [PurePosixPath(p).relative_to(path).parts for p in found]
-        return [
-            f"s3://{p}"
-            for p, rel in zip(found, parts, strict=True)
-            if _is_data(rel) and PurePosixPath(p).suffix.lower() in SUFFIXES
-        ]
+        return _list_s3(location)
     path = Path(location)
     if path.is_file():
         return [location]
@@ -106,6 +115,29 @@ def _list(location: str) -> list[str]:
         str(p)
         for p in sorted(path.rglob("*"))
         if p.is_file() and p.suffix.lower() in SUFFIXES and _is_data(p.relative_to(path).parts)
+    ]
+
+
+def _list_s3(location: str) -> list[str]:
+    import fsspec
+
+    options = storage_options()
+    try:
+        fs, path = fsspec.core.url_to_fs(location, **options)
+        if fs.isfile(path):
+            return [location]
+        found = sorted(fs.find(path))
+    except Exception as error:  # botocore's errors (no endpoint, no bucket) are not OSErrors
+        where = options.get("client_kwargs", {}).get("endpoint_url", "AWS")
+        raise SourceError(
+            f"{location}: cannot list it on S3 at {where} ({type(error).__name__}: {error}); "
+            "the endpoint and region are remote.endpoint_url and remote.region in params.yaml"
+        ) from None
+    parts = [PurePosixPath(p).relative_to(path).parts for p in found]
+    return [
+        f"s3://{p}"
+        for p, rel in zip(found, parts, strict=True)
+        if _is_data(rel) and PurePosixPath(p).suffix.lower() in SUFFIXES
     ]
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tasks.domains.tabular.config import Config
+from tasks.domains.tabular.labelling import effective
 from tasks.domains.tabular.network import class_indices, encode, spec_from
 from tasks.domains.tabular.schema import load
 from tasks.engine.training import sharded_batches
@@ -39,10 +40,12 @@ class TabularStudent(L.LightningModule):
 
 
 def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
-    """Shuffled batches (numeric, categorical, class index) of every training row, encoded
-    with the spec the network gets from the same schema file; a shard of them per process under
-    DDP (`tasks/engine/training.py: sharded_batches`)."""
+    """Shuffled batches (numeric, categorical, class index) of every training row training
+    reads (`labelling.effective`: a row's latest human answer supersedes its earlier labels),
+    encoded with the spec the network gets from the same schema file; a shard of them per
+    process under DDP (`tasks/engine/training.py: sharded_batches`)."""
     spec = spec_from(load(cfg), cfg)
+    trainset = effective(trainset)
     numeric, categorical = encode(spec, trainset)
     labels = class_indices(spec, trainset["label"]).astype(np.int64)
     rows = TensorDataset(  # indexed by a list of rows: that batch

@@ -7,7 +7,15 @@ from typing import Any, Generic, TypeVar
 
 import polars as pl
 
-from tasks.domains.protocol import Check, Evaluation, Expectation, FixedPool, Prepared
+from tasks.domains.protocol import (
+    Check,
+    Evaluation,
+    Expectation,
+    FixedPool,
+    Prepared,
+    Units,
+    generate_here,
+)
 from tasks.lib.games import checks, expectations, schema
 from tasks.lib.games.config import GameConfig
 from tasks.lib.games.game import Game
@@ -28,6 +36,7 @@ class GameDomain(FixedPool, Generic[G]):
 
     metric_name = "optimal_move_share"
     slice_column = "phase"
+    row_group: str | None = "game_id"  # a game's rows must link up (check_game_consistent)
     suite_version = expectations.SUITE_VERSION
     warm_start = True  # AlphaZero: the network keeps learning from its own newest games
     plays_arena = True
@@ -74,9 +83,31 @@ class GameDomain(FixedPool, Generic[G]):
         cfg: G,
         seed: int,
     ) -> pl.DataFrame:
+        return generate_here(self, network, pool, trainset, cycle, generator, cfg, seed)
+
+    def split_generation(
+        self,
+        pool: pl.DataFrame,
+        trainset: pl.DataFrame,
+        cycle: int,
+        generator: str,
+        cfg: G,
+        seed: int,
+        units: int,
+    ) -> Units:
+        """A unit is a share of the games; every game keeps its own seed (seed, game number)."""
         from tasks.lib.games import selfplay
 
-        return selfplay.play(network, self.game_of(cfg), cfg.selfplay, cycle, generator, seed)
+        parts = [
+            {"numbers": numbers, "cycle": cycle, "generator": generator, "seed": seed}
+            for numbers in selfplay.units(cfg.selfplay.games, units)
+        ]
+        return Units(parts, selfplay.joined)
+
+    def generate_part(self, network: Any, part: Any, cfg: G) -> pl.DataFrame:
+        from tasks.lib.games import selfplay
+
+        return selfplay.play(network, self.game_of(cfg), cfg.selfplay, **part)
 
     def training_module(self, network: Any, cfg: G) -> Any:
         from tasks.lib.games import training

@@ -105,12 +105,20 @@ def _rows(game: Game, record: Record, cycle: int, generator: str) -> list[dict[s
 
 
 def play_games(
-    evaluate: Evaluator, game: Game, cfg: SelfPlayConfig, cycle: int, generator: str, seed: int
+    evaluate: Evaluator,
+    game: Game,
+    cfg: SelfPlayConfig,
+    cycle: int,
+    generator: str,
+    seed: int,
+    numbers: range | None = None,
 ) -> pl.DataFrame:
-    """`cfg.games` self-play games with search guided by `evaluate`, as schema rows."""
+    """The self-play games `numbers` (all `cfg.games` when None) with search guided by
+    `evaluate`, as schema rows sorted by row id. A game's id is its number, so games played in
+    several units (`fanout.units`) have ids unique across them."""
     lo, hi = cfg.random_plies
     records = []
-    for number in range(cfg.games):
+    for number in range(cfg.games) if numbers is None else numbers:
         rng = np.random.default_rng([seed, number])
         opening = random_opening(game, game.start(), int(rng.integers(lo, hi + 1)), rng)
         records.append(Record(number, rng, opening))
@@ -127,8 +135,28 @@ def play_games(
 
 
 def play(
-    network: nn.Module, game: Game, cfg: SelfPlayConfig, cycle: int, generator: str, seed: int
+    network: nn.Module,
+    game: Game,
+    cfg: SelfPlayConfig,
+    cycle: int,
+    generator: str,
+    seed: int,
+    numbers: range | None = None,
 ) -> pl.DataFrame:
-    """The champion `network` plays `cfg.games` games against itself; one row per searched
-    position, in the columns (and order) of games/schema.py, sorted by row id."""
-    return play_games(evaluator(network), game, cfg, cycle, generator, seed)
+    """The champion `network` plays games `numbers` (all `cfg.games` when None) against
+    itself; one row per searched position, in the columns (and order) of games/schema.py,
+    sorted by row id."""
+    return play_games(evaluator(network), game, cfg, cycle, generator, seed, numbers)
+
+
+def units(games: int, count: int) -> list[range]:
+    """The game numbers 0..games-1 in at most `count` units: each game keeps its own seed
+    (seed, number), so a game replays alike in any unit."""
+    from tasks.lib.units import cut
+
+    return cut(games, count)
+
+
+def joined(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The units' rows as one batch, sorted by row id as one unit's are."""
+    return frames[0] if len(frames) == 1 else pl.concat(frames).sort("row_id")
