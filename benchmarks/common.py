@@ -43,7 +43,8 @@ def make_workspace(dest: Path, cycles: int, overrides: list[str] | None = None) 
     from tasks.engine.params_update import update_params_file
 
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", "pipeline/cycle.yaml"):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, dest / name)
     shutil.copytree(REPO / "tasks", dest / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import approval, units
 from tasks import steps
 from tasks.audit import publish as publication
-from tasks.engine import budget, config, dvcrepo, fanout, lock, portable, status
+from tasks.engine import budget, config, dvcrepo, fanout, lock, pipeline, portable, status
 from tasks.engine.layout import stage_name
 from tasks.engine.records import CycleStatus
 from tasks.engine.runner import run_step
@@ -65,6 +65,7 @@ def started(path: Path) -> config.Config:
     problem = dvcrepo.lock_conflict(cfg.root)
     if problem:
         raise config.ConfigError(problem)
+    pipeline.sync(cfg.root, cfg.predecessors)  # each listed cycle's dvc.yaml, as params say
     portable.enter(cfg.params.trainer)
     return cfg
 

@@ -23,6 +23,7 @@ for code in tasks flows; do
   rm -rf "${ws:?}/$code" && cp -R "$src/$code" "$ws/$code"
 done
 cp "$src/dvc.yaml" "$src/prefect.yaml" "$src/.dvcignore" "$ws/"
+mkdir -p "$ws/pipeline" && cp "$src/pipeline/cycle.yaml" "$ws/pipeline/"  # each run writes cK/
 cd "$ws"
 [ -d .git ] || git init -q
 [ -d .dvc ] || dvc init -q

@@ -39,13 +39,34 @@ def make_workspace(dest: Path, cycles: int = 2, overrides: list[str] | None = No
     from tasks.engine.params_update import update_params_file
 
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", "pipeline/cycle.yaml"):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, dest / name)
     shutil.copytree(REPO / "tasks", dest / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([BIN / "dvc", "init", "-q"], cwd=dest, check=True)
     update_params_file(dest / "params.yaml", [*TINY, *(overrides or [])], cycles)
     return dest
+
+
+def locked_stages(root: Path) -> dict[str, Any]:
+    """Every stage entry of the workspace's dvc.lock files: the root's (prepare, bootstrap) and
+    each cycle's (pipeline/<cycle>/dvc.lock), by stage name (`train@c3`)."""
+    import yaml
+
+    from tasks.engine.dvcrepo import lock_files
+
+    found: dict[str, Any] = {}
+    for path in lock_files(root):
+        found.update(yaml.safe_load(path.read_text())["stages"])
+    return found
+
+
+def lock_texts(root: Path) -> dict[str, str]:
+    """Each dvc.lock of the workspace, by path: to show that nothing recorded changed."""
+    from tasks.engine.dvcrepo import lock_files
+
+    return {str(path.relative_to(root)): path.read_text() for path in lock_files(root)}
 
 
 @pytest.fixture(scope="session", autouse=True)

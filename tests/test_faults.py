@@ -211,7 +211,8 @@ def test_poisoned_batch_is_rejected_and_the_next_cycle_goes_on(
     root = grown_copy(finished_run, tmp_path / "repo", cycles=4)
     layout = Layout(root)
     poison(layout, "c3", "c2")
-    assert dvc(root, "commit", "-f", "generate@c3").returncode == 0  # a bad batch arrives
+    committed = dvc(root, "commit", "-f", "pipeline/c3/dvc.yaml:generate@c3")  # a bad batch
+    assert committed.returncode == 0, committed.stderr
     run_flow(root)
 
     report = read_json(layout.validation("c3"))

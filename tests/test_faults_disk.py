@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
 from tasks.engine import lineage, status
 from tasks.engine.layout import Layout
-from tests.conftest import dvc, grown_copy, run_flow
+from tests.conftest import dvc, grown_copy, locked_stages, run_flow
 
 SLACK = 4 << 20
 """Room on the small disk beyond what cycles 0-2 hold: enough for cycle 3 up to training."""
@@ -92,7 +91,7 @@ def test_a_full_disk_fails_the_step_naming_it_and_the_rerun_completes(
     assert [p.name for p in layout.cycle("c3").iterdir() if p.name.endswith(".tmp")] == []
     recorded = {r["stage"] for r in lineage.read(layout.ledger)}
     assert "snapshot@c3" in recorded and "train@c3" not in recorded  # ... nor recorded
-    locked = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    locked = locked_stages(root)
     assert "snapshot@c3" in locked and "train@c3" not in locked
 
     filler.unlink()  # space is freed

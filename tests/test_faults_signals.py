@@ -20,7 +20,7 @@ import pytest
 
 from tasks.engine import lineage, status
 from tasks.engine.layout import Layout
-from tests.conftest import BIN, dvc, grown_copy, run_flow
+from tests.conftest import BIN, dvc, grown_copy, lock_texts, run_flow
 from tests.test_faults import wait_until
 
 STOP_SECONDS = 20
@@ -182,7 +182,7 @@ def test_a_signal_during_a_dvc_commit_waits_until_dvc_lock_is_whole(
 
     root = grown_copy(finished_run, tmp_path / "repo")
     repo = dvcrepo.open_repo(root)
-    before = (root / "dvc.lock").read_text()
+    before = lock_texts(root)
     real, written = repo.commit, []
 
     def ctrl_c_then_commit(*args: object, **kwargs: object) -> object:
@@ -196,5 +196,5 @@ def test_a_signal_during_a_dvc_commit_waits_until_dvc_lock_is_whole(
     with pytest.raises(KeyboardInterrupt):
         dvcrepo.commit(repo, "promote@c2")
     assert written == [True]  # the commit ran to its end, then the Ctrl-C was delivered
-    assert (root / "dvc.lock").read_text() == before
+    assert lock_texts(root) == before
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -6,18 +6,17 @@ import json
 from pathlib import Path
 
 import polars as pl
-import yaml
 
 from tasks.engine import lineage
 from tasks.engine.files import file_md5
 from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.status import FIELDS, cycles
 from tasks.steps.snapshot import read_trainset
-from tests.conftest import assert_champion_follows_the_gate, dvc
+from tests.conftest import assert_champion_follows_the_gate, dvc, locked_stages
 
 
 def lock_md5(root: Path, stage: str, path: str) -> str:
-    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"][stage]
+    lock = locked_stages(root)[stage]
     return next(o["md5"] for o in lock["outs"] if o["path"] == path)
 
 
@@ -35,7 +34,7 @@ def test_status_has_one_complete_record_per_cycle(finished_run: Path) -> None:
 def test_dvc_sees_the_flow_run_as_up_to_date(finished_run: Path) -> None:
     status = dvc(finished_run, "status")
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
-    repro = dvc(finished_run, "repro", "--dry")  # what it would run: nothing
+    repro = dvc(finished_run, "repro", "--dry", "-P")  # what it would run: nothing
     assert repro.returncode == 0, repro.stderr
     assert "Running stage" not in repro.stdout and "up to date" in repro.stdout, repro.stdout
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
 from tasks.engine import lineage
 from tasks.engine.files import file_md5, read_json
 from tasks.engine.layout import Layout
+from tests.conftest import locked_stages
 
 runner = CliRunner()
 HEAVY = ("torch", "lightning", "polars", "great_expectations", "prefect", "matplotlib", "dvc")
@@ -40,7 +40,7 @@ def status(run: Path) -> dict[str, dict[str, Any]]:
 
 def locked(run: Path) -> dict[str, dict[str, dict[str, str]]]:
     """dvc.lock as {stage: {"deps"|"outs": {path: md5}}}."""
-    stages = yaml.safe_load((run / "dvc.lock").read_text())["stages"]
+    stages = locked_stages(run)
     return {
         name: {
             kind: {e["path"]: e["md5"] for e in entry.get(kind, [])} for kind in ("deps", "outs")

@@ -25,7 +25,7 @@ from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.params_update import update_params_file
 from tasks.engine.runner import run_step
 from tasks.steps import SNAPSHOT
-from tests.conftest import dvc
+from tests.conftest import dvc, locked_stages
 from tests.test_s3 import S3, s3  # noqa: F401 (the moto server fixture)
 
 LEDGER = "lineage/ledger.jsonl"
@@ -55,9 +55,7 @@ def seq_of(root: Path, stage: str) -> int:
 
 
 def lock_out(root: Path, stage: str, path: str) -> str:
-    import yaml
-
-    outs = yaml.safe_load((root / "dvc.lock").read_text())["stages"][stage]["outs"]
+    outs = locked_stages(root)[stage]["outs"]
     return next(o["md5"] for o in outs if o["path"] == path)
 
 
@@ -248,7 +246,7 @@ def case_ledger_last_line_removed(root: Path) -> list[str]:
 def case_ledger_deleted(root: Path) -> list[str]:
     last = len(ledger_lines(root)) - 1
     (root / LEDGER).unlink()
-    stages = (root / "dvc.lock").read_text().count("\n    cmd: ")
+    stages = len(locked_stages(root))
     return [
         f"{LEDGER}: no records, but dvc.lock lists {stages} stages (the ledger was deleted?)",
         f"{LEDGER}: lacks records 0..{last}, which the remote holds (removed, truncated or "
@@ -452,7 +450,7 @@ def test_a_clean_checkout_gets_the_ledger_back_and_repro_verifies(ws: Path) -> N
     assert dvc(ws, "pull").returncode == 0
     assert len(broken(ws)) == 2  # no ledger here, and the remote says it had records
 
-    repro = dvc(ws, "repro", "--force", "--single-item", "snapshot@c2")
+    repro = dvc(ws, "repro", "--force", "--single-item", "pipeline/c2/dvc.yaml:snapshot@c2")
 
     assert repro.returncode == 0, repro.stderr[-2000:]
     assert (ws / LEDGER).read_bytes().startswith(pushed)  # restored from the remote's segments

@@ -19,7 +19,7 @@ import pytest
 
 from tasks.engine import lock
 from tasks.engine.config import ConfigError
-from tests.conftest import BIN, grown_copy
+from tests.conftest import BIN, grown_copy, lock_texts
 
 HOLD = """
 import sys, time
@@ -144,7 +144,7 @@ def test_a_dvc_command_by_hand_makes_the_run_wait_not_fail(
 
     root = grown_copy(finished_run, tmp_path / "repo")
     repo = dvcrepo.open_repo(root)
-    lock_before = (root / "dvc.lock").read_text()
+    lock_before = lock_texts(root)
     holder = hold_dvc_lock(root, 6)
     began = time.monotonic()
     assert dvcrepo.is_current(repo, "promote@c2")  # DVC alone gives up after 3 s
@@ -152,7 +152,7 @@ def test_a_dvc_command_by_hand_makes_the_run_wait_not_fail(
     holder.wait()
     assert waited >= 4, waited
     dvcrepo.commit(repo, "promote@c2")
-    assert (root / "dvc.lock").read_text() == lock_before
+    assert lock_texts(root) == lock_before
 
     holder = hold_dvc_lock(root, 30)
     try:
@@ -164,4 +164,4 @@ def test_a_dvc_command_by_hand_makes_the_run_wait_not_fail(
         "dvc commit of promote@c2: DVC's lock (.dvc/tmp/lock) stayed held by another DVC "
         "command for 4 s"
     ), failure.value
-    assert (root / "dvc.lock").read_text() == lock_before
+    assert lock_texts(root) == lock_before

@@ -239,7 +239,7 @@ def test_dvc_shows_the_metrics_and_the_curves_across_cycles(
     counts = {(p["cycle"], p["field"]): p["dvc_inferred_y_value"] for p in values("cycle-rows")}
     for cycle, row in rows.items():
         assert int(counts[(int(cycle[1:]), "accepted_rows")]) == row["accepted_rows"]
-    repro = dvc(run, "repro", "--dry")
+    repro = dvc(run, "repro", "--dry", "-P")
     assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout
 
 

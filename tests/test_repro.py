@@ -38,7 +38,7 @@ def ledger(root: Path) -> list[tuple[str, str, dict[str, str]]]:
 
 def test_dvc_repro_matches_the_flow_byte_for_byte(tmp_path: Path, finished_run: Path) -> None:
     root = make_workspace(tmp_path / "repo", cycles=1)  # finished_run's params, one cycle
-    repro = dvc(root, "repro")
+    repro = dvc(root, "repro", "-P")
     assert repro.returncode == 0, repro.stderr[-3000:]
     # the same records; only `pushed` differs (`dvc repro` pushes nothing, the flow does)
     repro, flow = cycles(root), cycles(finished_run)[: len(CYCLES)]

@@ -1,6 +1,7 @@
 """A rerun skips what is done at a cost that does not grow with history (issue 11): one
 `dvc status` of the whole pipeline when the run starts; a stage then gets a status of its own
-only when it had an entry in `dvc.lock` that was stale (a new cycle's stages have none)."""
+only when it had an entry in `dvc.lock` that was stale (a new cycle's stages have none); a new
+cycle records its stages in its own `pipeline/<cycle>/dvc.lock`, touching no earlier one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from tasks.engine import lineage, status
 from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
-from tests.conftest import dvc, grown_copy, run_flow
+from tests.conftest import dvc, grown_copy, locked_stages, run_flow
 
 
 def test_a_rerun_checks_the_finished_stages_in_one_status(
@@ -21,6 +22,8 @@ def test_a_rerun_checks_the_finished_stages_in_one_status(
 
     root = grown_copy(finished_run, tmp_path / "repo", cycles=3)  # c0-c2 done, c3 to run
     before = [(r["stage"], r["step"]) for r in lineage.read(Layout(root).ledger)]
+    locks = [root / "dvc.lock", *(Layout(root).lock_of(f"train@{c}") for c in ("c1", "c2"))]
+    locks_before = {lock: (lock.read_bytes(), lock.stat().st_mtime_ns) for lock in locks}
     asked: list[tuple[str, ...]] = []
     real = Repo.status
 
@@ -39,3 +42,7 @@ def test_a_rerun_checks_the_finished_stages_in_one_status(
     ]
     assert all(row["complete"] for row in status.cycles(root))
     assert "up to date" in dvc(root, "status").stdout
+    # c3's records went to its own dvc.lock: no earlier lock was read for rewriting or touched
+    assert {lock: (lock.read_bytes(), lock.stat().st_mtime_ns) for lock in locks} == locks_before
+    assert set(locked_stages(root)) >= {stage_name(step, "c3") for step in CYCLE_STEPS}
+    assert Layout(root).lock_of("train@c3").is_file()

@@ -19,14 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tasks.engine import lineage
 from tasks.engine.dvcrepo import RemoteError
 from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
 from tasks.engine.params_update import update_params_file
 from tasks.engine.records import CycleStatus
-from tests.conftest import dvc, grown_copy, make_workspace, mtimes, run_flow
+from tests.conftest import (
+    dvc,
+    grown_copy,
+    lock_texts,
+    locked_stages,
+    make_workspace,
+    mtimes,
+    run_flow,
+)
 
 PREFIX = "flywheel"
 REGION = "us-east-1"
@@ -117,7 +124,7 @@ def object_key(md5: str) -> str:
 
 def lock_outs(workspace: Path, stages: set[str] | None = None) -> dict[str, str]:
     """path -> DVC md5 of every out that dvc.lock records (of `stages`, or of all)."""
-    lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    lock = locked_stages(workspace)
     return {
         out["path"]: out["md5"]
         for name, stage in lock.items()
@@ -183,13 +190,13 @@ def grown(
     bucket = s3.new_bucket("flywheel-grow")
     root = tmp_path_factory.mktemp("s3-grow") / "repo"
     workspace = grown_copy(finished_run, root, overrides=s3.overrides(bucket))
-    ledger, lock = Layout(workspace).ledger, workspace / "dvc.lock"
+    ledger = Layout(workspace).ledger
     done = [workspace / "data", *(workspace / "cycles" / c for c in ("c0", "c1", "c2"))]
     kept = mtimes(workspace, done)
-    ledger_before, lock_before = ledger.read_text(), lock.read_text()
+    ledger_before, lock_before = ledger.read_text(), lock_texts(workspace)
     run_flow(workspace)
     after_push = s3.versions(bucket)
-    ledger_after_push, lock_after_push = ledger.read_text(), lock.read_text()
+    ledger_after_push, lock_after_push = ledger.read_text(), lock_texts(workspace)
     update_params_file(workspace / "params.yaml", [], 3)
     results = run_flow(workspace)
     return Grown(
@@ -336,7 +343,7 @@ def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
     assert "gave up after 3 attempts" in str(failure.value)  # remote.retries: 2
     assert SECRET not in str(failure.value)
     assert s3.keys(bucket) == set()
-    done = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    done = locked_stages(workspace)
     assert set(done) == {"prepare", "bootstrap"}  # the push of c0 failed: nothing after it ran
     ledger = Layout(workspace).ledger
     kept = ledger.read_text()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
@@ -15,7 +14,13 @@ from tasks.engine import config, lineage
 from tasks.engine.files import read_json
 from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.status import cycles
-from tests.conftest import assert_champion_follows_the_gate, dvc, make_workspace, run_flow
+from tests.conftest import (
+    assert_champion_follows_the_gate,
+    dvc,
+    locked_stages,
+    make_workspace,
+    run_flow,
+)
 
 TINY_GAMES = [
     "domain.name=tictactoe",
@@ -110,7 +115,7 @@ def test_dvc_and_ledger_agree_with_the_run(tictactoe_run: Path) -> None:
     expected += [(f"{s}@{c}", s) for c in ("c1", "c2") for s in CYCLE_STEPS]
     assert [(r["stage"], r["step"]) for r in records] == expected
     snapshot = next(r for r in records if r["stage"] == "snapshot@c2")
-    lock = yaml.safe_load((tictactoe_run / "dvc.lock").read_text())["stages"]["snapshot@c2"]
+    lock = locked_stages(tictactoe_run)["snapshot@c2"]
     locked = {o["path"]: o["md5"] for o in lock["outs"]}
     assert snapshot["outputs"]["cycles/c2/trainset"] == locked["cycles/c2/trainset"]
 

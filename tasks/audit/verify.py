@@ -11,7 +11,8 @@ What is checked, and against what:
   deleted last line or ledger lacks records the remote holds. Only the names are read unless
   `--remote` (then each segment is fetched and compared record by record). An unreachable
   remote is a warning without `--remote` (so an audit works offline) and a broken link with it.
-- dvc.lock against the workspace: every out of every stage is recomputed (a directory file by
+- dvc.lock (the root's and each cycle's `pipeline/<cycle>/dvc.lock`) against the workspace:
+  every out of every stage is recomputed (a directory file by
   file against its `.dir` manifest in the cache, so the broken file is named); a missing out is
   broken. Code deps (tasks/...) are git's business, not checked here.
 - dvc.lock against the ledger: every stage has a record whose outputs are what dvc.lock holds.
@@ -140,13 +141,23 @@ class _Workspace:
 
 
 def _lock(root: Path) -> Stages:
-    path = root / "dvc.lock"
-    if not path.is_file():
-        return {}
+    """Every stage entry of the workspace's `dvc.lock` files (the root's, then each cycle's).
+    Raises NotAWorkspace naming the file that is not valid YAML."""
+    from tasks.engine.dvcrepo import lock_files
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
-    stages = data.get("stages") if isinstance(data, dict) else None
-    return stages if isinstance(stages, dict) else {}
+    found: Stages = {}
+    for path in lock_files(root):
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            at = f"line {mark.line + 1}: " if mark is not None else ""
+            what = getattr(error, "problem", None) or type(error).__name__
+            raise NotAWorkspace(f"{path}: not valid YAML ({at}{what})") from None
+        stages = data.get("stages") if isinstance(data, dict) else None
+        found.update(stages if isinstance(stages, dict) else {})
+    return found
 
 
 def _entries(stage: dict[str, Any], kind: str) -> dict[str, str]:
@@ -413,13 +424,7 @@ def verify(root: Path, remote: bool = False) -> Report:
     """Every check above; `remote` also fetches the pushed segments and objects."""
     if not (root / "dvc.yaml").is_file() or not (root / ".dvc").is_dir():
         raise NotAWorkspace(f"{root}: not a flywheel workspace (no dvc.yaml and .dvc/ there)")
-    try:
-        lock = _lock(root)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f"line {mark.line + 1}: " if mark is not None else ""
-        what = getattr(error, "problem", None) or type(error).__name__
-        raise NotAWorkspace(f"{root / 'dvc.lock'}: not valid YAML ({at}{what})") from None
+    lock = _lock(root)
     index, ws = LedgerIndex.of(Layout(root).ledger), _Workspace(root)
     report = Report()
     for check in (check_outs, check_cache, check_models):

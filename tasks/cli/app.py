@@ -348,6 +348,23 @@ def predict(
 
 
 @app.command()
+def stages(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Write pipeline/<cycle>/dvc.yaml for every cycle params.yaml lists (`flywheel run` does
+    it too): run it before `dvc repro -P` after editing `cycles` by hand."""
+    from tasks.engine import pipeline
+
+    cfg = _config(params)
+    try:
+        synced = pipeline.sync(cfg.root, cfg.predecessors)
+    except pipeline.PipelineError as error:
+        raise fail(str(error)) from None
+    listed = f"{len(cfg.predecessors)} cycles listed"
+    wrote = f"wrote {', '.join(synced.written)}" if synced.written else "all up to date"
+    gone = f"; removed {', '.join(synced.removed)} (no longer listed)" if synced.removed else ""
+    typer.echo(f"pipeline/: {listed}, {wrote}{gone}")
+
+
+@app.command()
 def step(
     name: Annotated[
         str,
@@ -369,6 +386,12 @@ def step(
     from tasks.engine.runner import StepFailed, run_step
 
     stage = f"{name}@{cycle}" if cycle else name
+    if cycle and cycle in cfg.params.cycles:  # dvc repro -P ran what pipeline/<cycle> says
+        from tasks.engine import pipeline
+
+        stale = pipeline.out_of_date(cfg.root, cycle, cfg.prev_of(cycle))
+        if stale:
+            raise fail(f"step {stage}: {stale}")
     try:
         with _hold(lock, cfg.root, f"flywheel step {stage}", wait):
             result = run_step(cfg, steps.by_name(name), cycle)

@@ -328,6 +328,11 @@ class Config:
 
         return canonical_hash({k: v for k, v in self.raw.items() if k != "cycles"})
 
+    @property
+    def predecessors(self) -> dict[str, str]:
+        """Each listed cycle -> the cycle before it (`{"c1": "c0", ...}`), in order."""
+        return {cycle: item.prev for cycle, item in self.params.cycles.items()}
+
     def prev_of(self, cycle: str) -> str:
         if cycle not in self.params.cycles:
             raise ConfigError(f"{PARAMS_FILE}: cycle {cycle!r} is not listed under 'cycles'")

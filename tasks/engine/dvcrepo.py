@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tasks.engine import lineage, status
 from tasks.engine.files import atomic_path, remove_stale_temporaries, write_json
-from tasks.engine.layout import CYCLE_STEPS, Layout, stage_name
+from tasks.engine.layout import CYCLE_STEPS, PIPELINE_DIR, Layout, dvc_target, stage_name
 
 T = TypeVar("T")
 
@@ -66,22 +66,38 @@ def open_repo(root: Path) -> Repo:
 _CONFLICT = re.compile(r"^(<{7}|>{7}|\|{7})( |$)|^={7}$")
 
 
+def lock_files(root: Path) -> list[Path]:
+    """Every `dvc.lock` of the workspace: the root's (prepare, bootstrap), then each cycle's
+    (`pipeline/<cycle>/dvc.lock`), in cycle order; only those that exist."""
+    cycles = sorted(
+        (root / PIPELINE_DIR).glob("c*/dvc.lock"),
+        key=lambda path: int(path.parent.name[1:]) if path.parent.name[1:].isdigit() else 0,
+    )
+    return [path for path in [root / "dvc.lock", *cycles] if path.is_file()]
+
+
 def lock_conflict(root: Path) -> str | None:
-    """What is wrong when `dvc.lock` holds git merge-conflict markers (DVC would fail with a
-    traceback deep into a run), or None. A plain scan: it runs before DVC parses the file."""
-    lock = root / "dvc.lock"
-    try:
-        with lock.open(encoding="utf-8", errors="replace") as text:
-            lines = [n for n, line in enumerate(text, 1) if _CONFLICT.match(line.rstrip("\r\n"))]
-    except OSError:  # absent (nothing run yet) or unreadable: DVC says which
-        return None
-    if not lines:
-        return None
+    """What is wrong when a `dvc.lock` holds git merge-conflict markers (DVC would fail with a
+    traceback deep into a run), or None. A plain scan: it runs before DVC parses the files."""
+    for lock in lock_files(root):
+        try:
+            with lock.open(encoding="utf-8", errors="replace") as text:
+                lines = [
+                    n for n, line in enumerate(text, 1) if _CONFLICT.match(line.rstrip("\r\n"))
+                ]
+        except OSError:  # unreadable: DVC says which
+            continue
+        if lines:
+            return _conflict_message(lock, lines)
+    return None
+
+
+def _conflict_message(lock: Path, lines: list[int]) -> str:
     shown = [str(n) for n in lines[:6]] + ([f"{len(lines) - 6} more"] if len(lines) > 6 else [])
     listed = f"{', '.join(shown[:-1])} and {shown[-1]}" if len(shown) > 1 else shown[0]
     return (
         f"{lock}: unresolved git merge conflict (markers at lines {listed}); "
-        f"resolve the conflict in dvc.lock at line {lines[0]} (keep one side of each "
+        f"resolve the conflict in {lock.name} at line {lines[0]} (keep one side of each "
         "<<<<<<< ... >>>>>>> block), then rerun: a stage whose entry does not match its files "
         "runs again"
     )
@@ -122,23 +138,17 @@ def _when_free(call: Callable[[], T], what: str, wait: float | None = None) -> T
 class _Snapshot:
     """What a run found when it started (`trust_current_stages`)."""
 
-    stamp: tuple[int, int, int] | None
-    """`dvc.lock`'s identity then (inode, mtime, size)."""
     current: frozenset[str]
     """The stages up to date then."""
     locked: frozenset[str]
-    """The stages `dvc.lock` had an entry for then."""
+    """The stages a `dvc.lock` had an entry for then."""
 
 
 _TRUSTED: dict[Path, _Snapshot] = {}
-
-
-def _lock_stamp(root: Path) -> tuple[int, int, int] | None:
-    try:
-        found = (root / "dvc.lock").stat()
-    except OSError:
-        return None
-    return (found.st_ino, found.st_mtime_ns, found.st_size)
+_COMMITTED: set[Path] = set()
+"""Workspaces this process has committed a stage in since its run's status: from then on a
+stage current at the start may be stale (a stage before it ran again), so it is checked."""
+_ENTRY = re.compile(r"^  (\S+):$", re.MULTILINE)
 
 
 @contextlib.contextmanager
@@ -150,39 +160,33 @@ def one_status(repo: Repo) -> Iterator[int]:
         yield trust_current_stages(repo)
     finally:
         _TRUSTED.pop(root, None)
+        _COMMITTED.discard(root)
 
 
 def trust_current_stages(repo: Repo) -> int:
-    """One `dvc status` of the whole pipeline as a run starts; returns how many stages were
+    """One `dvc status` of every pipeline as a run starts; returns how many stages were
     current. Then `is_current` answers without a `dvc status` of its own for a stage that was
-    current (until `dvc.lock` changes: the run's first commit) and for one that had no entry in
-    `dvc.lock` (it cannot be current until it runs and is committed: a new cycle's stages).
-    (DVC parses `dvc.lock` with ruamel.yaml's C parser when `ruamel.yaml.clib` is installed: a
-    status of one stage at 19 cycles took 0.5 s with it, 1.8 s without.)
+    current (until the run's first commit) and for one that had no `dvc.lock` entry (it cannot
+    be current until it runs and is committed: a new cycle's stages).
 
-    Why: each `dvc status` of one stage re-reads `dvc.lock`, whose size grows with the cycles
-    (issue 11: cost per cycle that grows with history). Measured on a finished 6-cycle tiny
-    digits run (4,076-line `dvc.lock`): 0.6-0.7 s a stage against 1.9 s for all of them at
-    once; a rerun spent 63 s skipping what was done. A stage with an entry that was stale is
-    still checked by itself when its turn comes: a stage run before it may have made it
-    current again."""
-    import yaml
-
+    Why: a rerun of a finished 6-cycle run spent 63 s on one `dvc status` per finished stage
+    (issue 11). A stage with an entry that was stale is still checked by itself when its turn
+    comes: a stage run before it may have made it current again."""
     root = Path(repo.root_dir)
-    stamp = _lock_stamp(root)
 
     def status() -> frozenset[str]:
         with _inside(repo):
             stale = repo.status()
-            return frozenset({stage.addressing for stage in repo.index.stages} - set(stale))
+            return frozenset(s.name for s in repo.index.stages if s.addressing not in stale)
 
     current = _when_free(status, "dvc status of the pipeline")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        entries = (yaml.load((root / "dvc.lock").read_text(), Loader=loader) or {}).get("stages")
-    except OSError:
-        entries = {}
-    _TRUSTED[root] = _Snapshot(stamp, current, frozenset(entries or {}))
+    locked = {
+        name
+        for lock in lock_files(root)
+        for name in _ENTRY.findall(lock.read_text(encoding="utf-8", errors="replace"))
+    }
+    _TRUSTED[root] = _Snapshot(current, frozenset(locked))
+    _COMMITTED.discard(root)
     return len(current)
 
 
@@ -194,12 +198,12 @@ def is_current(repo: Repo, stage: str, wait: float | None = None) -> bool:
     known = _TRUSTED.get(root)
     if known is not None and stage not in known.locked and stage not in known.current:
         return False  # no entry in dvc.lock when the run started: it has to run
-    if known is not None and stage in known.current and known.stamp == _lock_stamp(root):
+    if known is not None and stage in known.current and root not in _COMMITTED:
         return True
 
     def status() -> bool:
         with _inside(repo):
-            return not repo.status(targets=[stage])
+            return not repo.status(targets=[dvc_target(stage)])
 
     return _when_free(status, f"dvc status of {stage}", wait)
 
@@ -211,9 +215,10 @@ def commit(repo: Repo, stage: str, wait: float | None = None) -> None:
 
     def record() -> None:
         with _inside(repo), signals_held():
-            repo.commit(stage, force=True)
+            repo.commit(dvc_target(stage), force=True)
 
     _when_free(record, f"dvc commit of {stage}", wait)
+    _COMMITTED.add(Path(repo.root_dir))
 
 
 @contextlib.contextmanager
@@ -313,7 +318,8 @@ def push(repo: Repo, stages: list[str]) -> int:
         _bounded_s3_waits()
     try:
         with _inside(repo), _transfer_errors() as failures:
-            sent = _when_free(lambda: int(repo.push(targets=stages, remote=REMOTE_NAME)), "push")
+            targets = [dvc_target(stage) for stage in stages]
+            sent = _when_free(lambda: int(repo.push(targets=targets, remote=REMOTE_NAME)), "push")
         push_ledger(repo)
         return sent
     except lineage.LedgerError as error:
@@ -404,15 +410,17 @@ def cycle_stages(cycle: str) -> list[str]:
 
 
 def lock_outs(root: Path, stages: list[str]) -> dict[str, list[str]]:
-    """The out hashes `dvc.lock` records for `stages` (stage -> md5s): what a push sends."""
+    """The out hashes the `dvc.lock` files record for `stages` (stage -> md5s): what a push
+    sends. Reads only the locks that hold them (a cycle's own, `Layout.lock_of`)."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        lock = yaml.load((root / "dvc.lock").read_text(), Loader=loader) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    entries = lock.get("stages") or {}
+    loader, layout = getattr(yaml, "CSafeLoader", yaml.SafeLoader), Layout(root)
+    entries: dict[str, Any] = {}
+    for lock in dict.fromkeys(layout.lock_of(stage) for stage in stages):
+        try:
+            entries.update((yaml.load(lock.read_text(), Loader=loader) or {}).get("stages") or {})
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
     return {
         stage: sorted(str(out.get("md5")) for out in (entries.get(stage) or {}).get("outs", []))
         for stage in stages

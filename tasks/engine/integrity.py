@@ -19,10 +19,10 @@ hand before its producer was committed) is not a mismatch; its step reports it i
 When the ledger itself is missing but dvc.lock has history, it is first restored from the
 remote's pushed segments (`dvcrepo.restore_ledger`), so a fresh clone checks against it too.
 
-Cost (invariant 10): O(this stage's inputs). Each input is hashed once; dvc.lock is read as text
-once and only the producing stages' entries are parsed; the ledger is read backwards and stops
-at the first record that vouches for each input (within the last cycle's records in a normal
-run); only a mismatch, or an older checkout, reads further back.
+Cost (invariant 10): O(this stage's inputs). Each input is hashed once; the dvc.lock files that
+hold the producing stages are read as text once and only their entries are parsed; the ledger
+is read backwards and stops at the first record that vouches for each input (within the last
+cycle's records in a normal run); only a mismatch, or an older checkout, reads further back.
 """
 
 from __future__ import annotations
@@ -128,30 +128,40 @@ def producer(layout: Layout, rel: str) -> tuple[str, str] | None:
 
 
 class Lock:
-    """dvc.lock, read once as text; only the stages asked for are parsed (invariant 10)."""
+    """The workspace's `dvc.lock` files (the root's and each cycle's, `Layout.lock_of`), each
+    read once as text when a stage of it is asked for; only the stages asked for are parsed
+    (invariant 10)."""
 
     def __init__(self, root: Path) -> None:
-        path = root / "dvc.lock"
-        self.text = "\n" + path.read_text(encoding="utf-8") if path.is_file() else ""
+        self.layout = Layout(root)
+        self._texts: dict[Path, str] = {}
         self._outs: dict[str, dict[str, str]] = {}
+
+    def _text(self, path: Path) -> str:
+        if path not in self._texts:
+            self._texts[path] = "\n" + path.read_text(encoding="utf-8") if path.is_file() else ""
+        return self._texts[path]
 
     @property
     def has_stages(self) -> bool:
-        return "\nstages:" in self.text and bool(_NEXT_STAGE.search(self.text))
+        """The root's `dvc.lock` records a stage (prepare or bootstrap ran here)."""
+        text = self._text(self.layout.root / "dvc.lock")
+        return "\nstages:" in text and bool(_NEXT_STAGE.search(text))
 
     def stage(self, stage: str) -> dict[str, Any]:
-        start = self.text.find(f"\n  {stage}:\n")
+        text = self._text(self.layout.lock_of(stage))
+        start = text.find(f"\n  {stage}:\n")
         if start < 0:
             return {}
-        end = _NEXT_STAGE.search(self.text, start + 1)
-        block = self.text[start + 1 : end.start() if end else len(self.text)]
+        end = _NEXT_STAGE.search(text, start + 1)
+        block = text[start + 1 : end.start() if end else len(text)]
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         parsed = yaml.load(block, Loader=loader)
         entry = parsed.get(stage) if isinstance(parsed, dict) else None
         return entry if isinstance(entry, dict) else {}
 
     def outs(self, stage: str) -> dict[str, str]:
-        """path -> md5 of the stage's outs ({} when the stage is not in dvc.lock)."""
+        """path -> md5 of the stage's outs ({} when the stage is not in its dvc.lock)."""
         if stage not in self._outs:
             outs = self.stage(stage).get("outs") or []
             found = {o["path"]: o["md5"] for o in outs if isinstance(o, dict) and "md5" in o}

@@ -8,6 +8,10 @@ from pathlib import Path
 # The steps of one cycle, in order. Cycle 0 (`bootstrap`) trains and promotes on the seed alone.
 CYCLE_STEPS = ("generate", "validate", "snapshot", "train", "evaluate", "promote")
 MODEL_FILE = "model.pt"
+PIPELINE_DIR = "pipeline"
+PIPELINE_TEMPLATE = "pipeline/cycle.yaml"
+"""The stages of one cycle, as DVC templates them; `tasks/engine/pipeline.py` writes it into
+`pipeline/<cycle>/dvc.yaml` for every cycle params.yaml lists."""
 SCORES_FILE = "eval_scores.parquet"
 """Per-row eval scores (`protocol.SCORES_SCHEMA`): evaluate writes one per cycle, and a champion
 directory carries its own, so the promotion gate can pair candidate and champion row by row."""
@@ -45,6 +49,17 @@ class Layout:
 
     def cycle(self, cycle: str) -> Path:
         return self.root / "cycles" / cycle
+
+    def pipeline(self, cycle: str) -> Path:
+        """The cycle's own `dvc.yaml` (c1 on; written from `PIPELINE_TEMPLATE`): each cycle's
+        stages and their `dvc.lock` live in a folder of their own, so what DVC reads and
+        rewrites for a stage does not grow with the cycles before it (invariant 10)."""
+        return self.root / PIPELINE_DIR / cycle / "dvc.yaml"
+
+    def lock_of(self, stage: str) -> Path:
+        """The `dvc.lock` that holds `stage`'s entry (`train@c3` -> pipeline/c3/dvc.lock)."""
+        _, at, cycle = stage.partition("@")
+        return self.pipeline(cycle).with_name("dvc.lock") if at else self.root / "dvc.lock"
 
     def candidates(self, cycle: str) -> Path:
         return self.cycle(cycle) / "candidates.parquet"
@@ -145,5 +160,13 @@ class Layout:
 
 
 def stage_name(step: str, cycle: str | None) -> str:
-    """The DVC stage name: `prepare`, `bootstrap`, or `train@c3` for per-cycle steps."""
+    """The stage's name: `prepare`, `bootstrap`, or `train@c3` for per-cycle steps; the key of
+    its `dvc.lock` entry, and how the ledger, OpenLineage and Prefect name it."""
     return f"{step}@{cycle}" if cycle and step in CYCLE_STEPS else step
+
+
+def dvc_target(stage: str) -> str:
+    """How DVC's commands address `stage` from the workspace root: `prepare`, or
+    `pipeline/c3/dvc.yaml:train@c3` for a stage of a cycle's own `dvc.yaml`."""
+    _, at, cycle = stage.partition("@")
+    return f"{PIPELINE_DIR}/{cycle}/dvc.yaml:{stage}" if at else stage

@@ -58,15 +58,24 @@ class ParamsUpdate:
     before: bytes = b""
 
     def write(self) -> None:
-        """Replace the file whole; refused if it changed since it was read."""
-        if self.text is None:
-            return
+        """Replace the file whole (refused if it changed since it was read); then, in a
+        workspace (a dvc.yaml beside it), bring each cycle's `dvc.yaml` in line with its
+        cycles (`pipeline.sync`), changed or not."""
+        from tasks.engine import pipeline
+
+        if self.text is not None:
+            self._replace(self.text)
+        root = self.path.resolve().parent
+        if (root / "dvc.yaml").is_file():
+            pipeline.sync(root, self.config.predecessors)
+
+    def _replace(self, text: str) -> None:
         if self.path.read_bytes() != self.before:
             raise ConfigError(f"{self.path}: changed while this command ran; nothing written")
         from tasks.engine.files import UserPathError, write_user_file
 
         try:  # the user's file: through a link to its target, its permissions kept
-            write_user_file(self.path, self.text)
+            write_user_file(self.path, text)
         except UserPathError as error:
             raise ConfigError(str(error)) from None
 

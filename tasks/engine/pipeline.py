@@ -1,0 +1,99 @@
+"""Each cycle's own `dvc.yaml`, written from one template for the cycles params.yaml lists.
+
+A cycle's stages (generate ... promote) are `pipeline/cycle.yaml`; `pipeline/<cycle>/dvc.yaml` is
+that file behind two lines of DVC `vars` (params.yaml, and the cycle with its predecessor), so
+DVC resolves it exactly as it did one `foreach` over every cycle, and the stage names stay
+`train@c3`. Why a file per cycle: DVC re-reads and rewrites a stage's whole `dvc.lock` on every
+commit, and one lock for all cycles grew ~650 lines a cycle (issue 11, invariant 10); here a
+commit, a status and a push touch one cycle's lock.
+
+params.yaml's `cycles` stays the one source of which cycles exist: every write of params.yaml
+(`ParamsUpdate.write`) and every `flywheel run` brings the files in line (`sync`), and
+`flywheel stages` does it alone, for `dvc repro -P` after a hand edit. A cycle dropped from
+params.yaml loses its `dvc.yaml` (DVC then ignores it) but keeps its `dvc.lock`, the record of
+what it computed, which serves again if the cycle comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.engine.files import atomic_path
+from tasks.engine.layout import PIPELINE_DIR, PIPELINE_TEMPLATE, Layout
+from tasks.engine.params_file import ConfigError
+
+HEADER = """\
+# Cycle {cycle}'s stages: {template} with the cycle's name, written by flywheel for the cycles
+# params.yaml lists (`flywheel stages` rewrites it). Edit the template, not this file.
+vars:
+- ../../params.yaml
+- cycle: {{{cycle}: {{prev: {prev}}}}}
+"""
+
+
+class PipelineError(ConfigError):
+    """The template is missing, or a cycle's file cannot be written; names the file."""
+
+
+def render(template: str, cycle: str, prev: str) -> str:
+    """`pipeline/<cycle>/dvc.yaml`'s text: the template's stages for one cycle."""
+    return HEADER.format(cycle=cycle, prev=prev, template=PIPELINE_TEMPLATE) + template
+
+
+@dataclass(frozen=True)
+class Synced:
+    written: list[str]
+    """Cycles whose file was missing or out of date, now written."""
+    removed: list[str]
+    """Cycles no longer listed whose `dvc.yaml` was removed (their `dvc.lock` is kept)."""
+
+
+def sync(root: Path, cycles: dict[str, str]) -> Synced:
+    """Make `pipeline/` hold exactly one up-to-date `dvc.yaml` per listed cycle.
+
+    `cycles` maps each cycle to its predecessor (`{"c1": "c0", ...}`). A file is rewritten only
+    when its text differs (atomically), so a run that changes nothing touches nothing. Raises
+    PipelineError naming the template when it is missing."""
+    template_path = root / PIPELINE_TEMPLATE
+    try:
+        template = template_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PipelineError(
+            f"{template_path}: the template of a cycle's stages is missing ({error.strerror})"
+        ) from None
+    layout, written = Layout(root), []
+    for cycle, prev in cycles.items():
+        path, text = layout.pipeline(cycle), render(template, cycle, prev)
+        if _read(path) != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+            written.append(cycle)
+    removed = []
+    for path in sorted((root / PIPELINE_DIR).glob("*/dvc.yaml")):
+        if path.parent.name not in cycles:
+            path.unlink()
+            removed.append(path.parent.name)
+    return Synced(written, removed)
+
+
+def out_of_date(root: Path, cycle: str, prev: str) -> str | None:
+    """Why `pipeline/<cycle>/dvc.yaml` does not match the template and params.yaml (what
+    `flywheel step` checks before it runs a stage of the cycle), or None when it does."""
+    path = Layout(root).pipeline(cycle)
+    template = _read(root / PIPELINE_TEMPLATE)
+    if template is None:
+        return f"{root / PIPELINE_TEMPLATE}: the template of a cycle's stages is missing"
+    found = _read(path)
+    if found == render(template, cycle, prev):
+        return None
+    what = "is missing" if found is None else f"differs from {PIPELINE_TEMPLATE} for {cycle}"
+    return f"{path} {what}: run `flywheel stages` to write it from params.yaml's cycles"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
