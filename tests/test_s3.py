@@ -366,3 +366,23 @@ def test_unreachable_remote_fails_naming_it_and_a_rerun_resumes(
     assert stored == remote_keys(s3, bucket, set(lock_outs(workspace).values()))
     cloud = dvc(workspace, "status", "--cloud")
     assert cloud.returncode == 0 and "in sync" in cloud.stdout, cloud.stdout + cloud.stderr
+
+
+def test_a_local_remote_beside_an_s3_endpoint_is_configured(tmp_path: Path) -> None:
+    """`remote.endpoint_url` may serve an s3:// inbox or table while DVC's remote is a local
+    folder: the endpoint goes only into an s3:// remote's section (DVC refuses it elsewhere)."""
+    from tasks.engine import config, dvcrepo
+
+    root = make_workspace(tmp_path / "repo", cycles=1)
+    update_params_file(
+        root / "params.yaml", ["remote.endpoint_url=http://127.0.0.1:9", "remote.region=x"], None
+    )
+    repo = dvcrepo.open_repo(root)
+    dvcrepo.configure_remote(repo, config.load(root / "params.yaml").params.remote)
+    section = dvcrepo.open_repo(root).config["remote"][dvcrepo.REMOTE_NAME]
+    assert "endpointurl" not in section and "region" not in section
+    listed = dvc(root, "remote", "list")  # DVC reads the config it would otherwise refuse
+    assert listed.returncode == 0 and listed.stdout.split()[:2] == [
+        "flywheel",
+        str(root / ".remote"),
+    ]

@@ -265,11 +265,13 @@ def configure_remote(repo: Repo, remote: RemoteParams) -> None:
     with _inside(repo), signals_held(), repo.config.edit() as conf:
         conf["cache"]["type"] = CACHE_TYPES
         section: dict[str, Any] = {"url": url, "verify": True}  # pull recomputes hashes
-        if remote.endpoint_url:
-            section["endpointurl"] = remote.endpoint_url
-        if remote.region:
-            section["region"] = remote.region
-        if url.startswith("s3://"):  # dvc-s3's own options, passed to botocore by s3fs
+        if url.startswith("s3://"):  # dvc-s3's own options, passed to botocore by s3fs;
+            # a local remote takes none (DVC refuses them), while the endpoint may still
+            # serve an s3:// inbox or table
+            if remote.endpoint_url:
+                section["endpointurl"] = remote.endpoint_url
+            if remote.region:
+                section["region"] = remote.region
             section["connect_timeout"] = remote.timeout
             section["read_timeout"] = remote.timeout
             _bounded_s3_waits()
