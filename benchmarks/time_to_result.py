@@ -58,7 +58,7 @@ def run(scale: Scale) -> dict[str, Any]:
     workspace = make_workspace(root / "repo", scale.cycles, list(scale.overrides))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     cpu_before = child_cpu()
-    repro = timed_run([str(BIN / "dvc"), "repro"], workspace, root / "repro.log", env)
+    repro = timed_run([str(BIN / "dvc"), "repro", "-P"], workspace, root / "repro.log", env)
     repro_cpu = child_cpu() - cpu_before
     if repro.returncode != 0:
         raise RuntimeError(f"dvc repro failed ({repro.returncode}):\n{repro.tail()}")
@@ -120,7 +120,7 @@ def report(result: dict[str, Any]) -> None:
                 1.0,
             ],
             [
-                "dvc repro (a process per stage)",
+                "dvc repro -P (a process per stage)",
                 result["repro_seconds"],
                 result["repro_cpu_seconds"],
                 result["repro_over_flow"],

@@ -19,6 +19,7 @@ import yaml
 from benchmarks.common import rounded, tree_bytes
 from benchmarks.flowrun import Scale, shared_flow_run
 from benchmarks.tables import show
+from tasks.engine.dvcrepo import lock_files
 
 TARGET_RATIO = 1.2
 CYCLE_STEPS = ("generate", "validate", "snapshot", "train", "evaluate", "promote")
@@ -66,7 +67,11 @@ def attribute(workspace: Path, cycles: list[str]) -> dict[str, dict[str, Any]]:
     trainset's new shard are the same bytes) counts once, under the first. `snapshot_bytes` is
     what the trainset alone added to the remote, whichever output brought its bytes first.
     """
-    stages = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    stages = {  # the root's dvc.lock and each cycle's
+        name: entry
+        for lock in lock_files(workspace)
+        for name, entry in yaml.safe_load(lock.read_text())["stages"].items()
+    }
     remote = workspace / ".remote"
     seen: set[str] = set()
     sent: dict[str, dict[str, Any]] = {}
