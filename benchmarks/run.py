@@ -3,8 +3,9 @@
     python benchmarks/run.py [--only NAME ...] [--quick] [--seeds N ...] [--keep]
 
 0 time_to_result, 1 self_improvement, 2 overhead and 3 upload_growth (see each module) by default;
-`--only tictactoe connect4 arith` runs the other domains (minutes to half an hour each). Timings
-depend on what else the machine is doing: the load average is recorded with every result.
+`--only tictactoe connect4 arith sums` runs the other domains (minutes to half an hour each).
+Timings depend on what else the machine is doing: the load average is recorded with every
+result.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from benchmarks.common import RESULTS, setup_environment, write_result  # noqa: 
 from benchmarks.flowrun import Scale  # noqa: E402
 
 BENCHMARKS = ("time_to_result", "self_improvement", "overhead", "upload_growth")
-OPTIONAL = ("balanced_sweep", "tictactoe", "connect4", "arith")
+OPTIONAL = ("balanced_sweep", "tictactoe", "connect4", "arith", "sums")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

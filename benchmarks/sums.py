@@ -141,9 +141,17 @@ def forgotten(rows: list[dict[str, Any]]) -> list[str]:
     return found
 
 
-def run(scale: Scale, variants: tuple[str, ...] = tuple(VARIANTS)) -> dict[str, Any]:
+def run(
+    scale: Scale, variants: tuple[str, ...] = tuple(VARIANTS), cycles: int | None = None
+) -> dict[str, Any]:
+    """Both variants (or `variants`) per seed of `scale`. `cycles`: None runs CYCLES, or 2 tiny
+    ones when `scale` is quick (`benchmarks/run.py --only sums`)."""
     quick = scale.cycles < 6
-    runs = replace(scale, overrides=(*scale.overrides, *(QUICK if quick else ())))
+    if cycles is None:
+        cycles = scale.cycles if quick else CYCLES
+    runs = replace(
+        scale, cycles=cycles, overrides=(*scale.overrides, *(QUICK if cycles < 6 else ()))
+    )
     result: dict[str, Any] = {"variants": {}, "targets": []}
     for name in variants:
         variant = run_seeds("sums", runs, VARIANTS[name])
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     cycles = 2 if args.quick else args.cycles
     scale = Scale(cycles=cycles, overrides=(), seeds=tuple(args.seeds))
     load, started = os.getloadavg(), time.perf_counter()
-    result = run(scale, tuple(args.variants))
+    result = run(scale, tuple(args.variants), cycles)
     result["meta"] = {
         "command": " ".join(["python -m benchmarks.sums", *(argv or sys.argv[1:])]),
         "cycles": cycles,

@@ -51,6 +51,9 @@ def test_the_round_is_one_digit_past_the_seed_and_only_confirmed_answers_are_kep
     report = read_json(layout.validation("c1"))
     [rule] = [c for c in report["bias_checks"] if c["rule"] == "frontier_rule"]
     assert "frontier 2, round at 3 digits" in rule["detail"]
+    greedy = candidates.filter(pl.col("sample") == 0)
+    right = sum(executor_keeps(p, o, 30) for p, o in greedy.select("problem", "output").rows())
+    assert f"the champion's greedy answer {right} (" in rule["detail"]  # the rule's second half
     accepted = pl.read_parquet(layout.accepted("c1"))
     quarantine = pl.read_parquet(layout.quarantine("c1"))
     assert accepted.height + quarantine.height == candidates.height

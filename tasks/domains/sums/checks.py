@@ -144,20 +144,23 @@ def suite(cfg: Config) -> list[Expectation]:
 
 def frontier_record(passed: pl.DataFrame, cfg: Config) -> Check:
     """The frontier rule's numbers for this round, as validation records them (it never
-    rejects: a round that keeps too little is retried, not refused)."""
+    rejects: a round that keeps too little is retried, not refused). `observed` is the share
+    of problems kept, `bound` its minimum; the detail gives the greedy half too."""
     kept = passed["problem_id"].n_unique()
+    greedy = passed.filter(pl.col("sample") == 0)["problem_id"].n_unique()
     before = int(passed["frontier"].max() or 0)  # type: ignore[arg-type]
     length = int(passed["length"].max() or 0)  # type: ignore[arg-type]
-    share = kept / cfg.round_problems
-    moves = frontier.advances(kept, cfg)
+    rule, n = cfg.frontier, cfg.round_problems
+    moves = frontier.advances(kept, greedy, cfg)
     then = f"the frontier moves to {length}" if moves else f"round {length} is retried"
     return Check(
         rule="frontier_rule",
         reason="frontier_retry",
         passed=True,
-        observed=round(share, 6),
-        bound=cfg.frontier.min_kept_share,
-        detail=f"frontier {before}, round at {length} digits: {kept} of {cfg.round_problems} "
-        f"problems kept an answer ({share:.3f}; needs {cfg.frontier.min_kept_share}), so {then} "
-        f"(if the batch is accepted); kept by: {cfg.checker}",
+        observed=round(kept / n, 6),
+        bound=rule.min_kept_share,
+        detail=f"frontier {before}, round at {length} digits: {kept} of {n} problems kept an "
+        f"answer ({kept / n:.3f}; needs {rule.min_kept_share}), the champion's greedy answer "
+        f"{greedy} ({greedy / n:.3f}; needs {rule.min_greedy_share}), so {then} (if the "
+        f"batch is accepted); kept by: {cfg.checker}",
     )

@@ -26,9 +26,16 @@ class TrainConfig(Section):
     3,000 steps, seed 0 (docs/sums.md): 256 at lr 3e-3 reached exact match 1.00 / 1.00 / 0.97 /
     0.95 on lengths 1-4; 128 at 2e-3 reached 1.00 / 0.98 / 0.88 / 0.51; 64 at 1e-3 0.30 on 3."""
     lr: float = Field(3e-3, gt=0)
-    """Peak AdamW learning rate (warm-up, then cosine decay to a tenth), every fit."""
+    """Peak AdamW learning rate of cycle 0 (warm-up, then cosine decay to a tenth)."""
     weight_decay: float = Field(0.1, ge=0)
     warmup: int = Field(30, ge=0)
+    """Cycle 0's warm-up steps (linear, up to `lr`)."""
+    round_lr: float = Field(2e-3, gt=0)
+    """Peak learning rate of each later cycle, which continues from the champion (Lee et al.
+    fine-tune each round at a lower rate than the first fit; at the seed's 3e-3 with 30 warm-up
+    steps 3 of 16 warm-started candidates collapsed to ~0 at every length, docs/sums.md)."""
+    round_warmup: int = Field(10, ge=0)
+    """Warm-up steps of each later cycle."""
     width: int = Field(64, ge=8)
     """Transformer width; 64 with 4 layers is about 200k parameters (issue 13's prototype)."""
     layers: int = Field(4, ge=1)
@@ -44,7 +51,13 @@ class TrainConfig(Section):
 class FrontierConfig(Section):
     min_kept_share: float = Field(0.1, ge=0, le=1)
     """The frontier moves up one digit after a round in which at least this share of the
-    round's problems kept an answer; otherwise the next round retries the same length."""
+    round's problems kept an answer (and `min_greedy_share` holds); otherwise the next round
+    retries the same length."""
+    min_greedy_share: float = Field(0.5, ge=0, le=1)
+    """...and the champion's greedy answer was kept on at least this share of the round's
+    problems: it is already good at the round's length, measured on the round's own fresh
+    problems (never the eval set). 0 turns this half of the rule off. Without it, 4-5% of a
+    round kept (60-70 rows) moved the frontier while the new length sat at 0.2-0.8."""
 
 
 class Config(Section):
@@ -52,16 +65,22 @@ class Config(Section):
     """The human seed covers sums whose longer operand has 1..seed_digits digits: the first
     frontier. Each round proposes problems one digit past the frontier."""
     seed_per_length: int = Field(2000, ge=1)
-    """Human-written sums per seed length (1-digit sums have fewer: 90 outside the eval set)."""
+    """Human-written sums per seed length (1 digit: the 93 outside the eval partition)."""
     eval_digits: int = Field(20, ge=1)
     """The frozen eval set covers every length 1..eval_digits, one slice per length: mastered
     lengths (forgetting is a slice the promotion veto sees), the frontier and well past it."""
     eval_per_length: int = Field(100, ge=1)
-    """Held-out problems per eval length (fewer for 1 digit: 10 of its 100 are held out)."""
+    """Held-out problems per eval length (lengths up to `eval_every_problem_up_to` excepted)."""
+    eval_every_problem_up_to: int = Field(1, ge=0)
+    """Lengths 1..this are scored on every problem they have (1 digit: all 100 sums), so a
+    forgotten short length is a drop the per-length veto can see. These cannot be disjoint from
+    the seed: 93 of the 100 one-digit sums are seed rows (the other lengths' eval problems are
+    never trained on). 0: held-out problems only (7 one-digit sums)."""
     max_digits: int = Field(30, ge=1, le=60)
     """Longest operand a round proposes or `flywheel predict` accepts; the frontier stops here."""
-    round_problems: int = Field(1500, ge=1)
-    """Fresh problems per round, one digit past the frontier."""
+    round_problems: int = Field(3000, ge=1)
+    """Fresh problems per round, one digit past the frontier. In-process rounds from the same
+    seed model (docs/sums.md): 1,500 took 2-3 rounds per new length, 3,000 took 2."""
     samples: int = Field(5, ge=1)
     """Answers per problem and model: one greedy, the rest sampled at `temperature`."""
     temperature: float = Field(1.0, gt=0)

@@ -114,15 +114,34 @@ def human(pairs: list[Pair], prefix: str, method: str) -> pl.DataFrame:
     )
 
 
+EVERY_PROBLEM_LIMIT = 100_000
+"""`eval_every_problem_up_to` may name only lengths with at most this many problems."""
+
+
+def every_problem(length: int) -> list[Pair]:
+    """All problems of `length`, sorted (100 for 1 digit); raises ValueError past
+    EVERY_PROBLEM_LIMIT."""
+    pairs = arith_data.draw(np.random.default_rng(length), length, 1, EVERY_PROBLEM_LIMIT + 1)
+    if len(pairs) > EVERY_PROBLEM_LIMIT:
+        raise ValueError(
+            f"sums.eval_every_problem_up_to: length {length} has more than "
+            f"{EVERY_PROBLEM_LIMIT} problems; score it on held-out ones (lower the setting)"
+        )
+    return sorted(pairs)
+
+
 def prepare(cfg: Config, seed: int) -> Prepared:
-    """Seed: lengths 1..seed_digits; eval: lengths 1..eval_digits; no pool (each round draws
-    fresh problems at its length, `round_problems`)."""
+    """Seed: lengths 1..seed_digits; eval: lengths 1..eval_digits, held-out problems only
+    except lengths 1..eval_every_problem_up_to, scored on every problem (seed ones included);
+    no pool (each round draws fresh problems at its length, `round_problems`)."""
     rng = np.random.default_rng(seed)
     seeds, evals = [], []
     for length in range(1, max(cfg.seed_digits, cfg.eval_digits) + 1):
         train = cfg.seed_per_length if length <= cfg.seed_digits else 0
         held = cfg.eval_per_length if length <= cfg.eval_digits else 0
         outside, inside = partitioned(rng, length, train, held)
+        if held and length <= cfg.eval_every_problem_up_to:
+            inside = every_problem(length)
         seeds += outside
         evals += inside
     return Prepared(

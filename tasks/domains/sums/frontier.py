@@ -2,9 +2,12 @@
 
 The frontier starts at the seed's longest length. Round k proposes problems one digit past it;
 after the round, the frontier moves up to that length when at least `min_kept_share` of the
-round's `round_problems` problems kept an answer (an accepted row in the training set), and
-stays otherwise, so the next round retries the same length (issue 13's prototype: a new length
-kept 5-8% of its problems in its first round and 71-88% after training on those).
+round's `round_problems` problems kept an answer (an accepted row in the training set) and the
+champion's greedy answer (sample 0) was kept on at least `min_greedy_share` of them, and stays
+otherwise, so the next round retries the same length. The second half asks that the champion
+be good at the length before the rounds move past it; it is measured on the round's own fresh
+problems, never on the frozen eval set (issue 13's prototype: a new length kept 5-8% of its
+problems in its first round and 71-88% after training on those).
 
 The rule reads only the training set, which is an input of the generate stage, so a rerun
 computes the same frontier and nothing else needs to be stored; each row also carries the
@@ -29,6 +32,8 @@ class Round:
     """The length the round proposed: frontier + 1 (at most `max_digits`)."""
     kept: int
     """The round's problems that kept an answer (0 when its batch was rejected)."""
+    greedy: int
+    """The round's problems whose greedy answer (sample 0) was kept."""
     advanced: bool
 
 
@@ -36,9 +41,15 @@ def target(frontier: int, cfg: Config) -> int:
     return min(frontier + 1, cfg.max_digits)
 
 
-def advances(kept: int, cfg: Config) -> bool:
-    """Whether a round in which `kept` problems kept an answer moves the frontier up."""
-    return kept > 0 and kept >= cfg.frontier.min_kept_share * cfg.round_problems
+def advances(kept: int, greedy: int, cfg: Config) -> bool:
+    """Whether a round in which `kept` problems kept an answer, `greedy` of them the greedy
+    one, moves the frontier up."""
+    rule = cfg.frontier
+    return (
+        kept > 0
+        and kept >= rule.min_kept_share * cfg.round_problems
+        and greedy >= rule.min_greedy_share * cfg.round_problems
+    )
 
 
 def history(trainset: pl.DataFrame, cycle: int, cfg: Config) -> list[Round]:
@@ -48,17 +59,21 @@ def history(trainset: pl.DataFrame, cycle: int, cfg: Config) -> list[Round]:
     kept = dict(
         trainset.filter(pl.col("cycle") > 0)
         .group_by("cycle")
-        .agg(pl.col("problem_id").n_unique(), pl.col("length").unique())
-        .select("cycle", pl.struct("problem_id", "length"))
+        .agg(
+            pl.col("problem_id").n_unique(),
+            pl.col("problem_id").filter(pl.col("sample") == 0).n_unique().alias("greedy"),
+            pl.col("length").unique(),
+        )
+        .select("cycle", pl.struct("problem_id", "greedy", "length"))
         .iter_rows()
     )
     for k in range(1, cycle):
         length = target(frontier, cfg)
-        got = kept.get(k, {"problem_id": 0, "length": [length]})
+        got = kept.get(k, {"problem_id": 0, "greedy": 0, "length": [length]})
         if set(got["length"]) != {length}:
             raise ValueError(f"cycle {k}'s rows have lengths {got['length']}, expected {length}")
-        step = advances(got["problem_id"], cfg)
-        rounds.append(Round(k, frontier, length, got["problem_id"], step))
+        step = advances(got["problem_id"], got["greedy"], cfg)
+        rounds.append(Round(k, frontier, length, got["problem_id"], got["greedy"], step))
         frontier = length if step else frontier
     return rounds
 

@@ -1,5 +1,9 @@
 """The Lightning side: next-character loss on the answer only; cycle 0 on the seed with a
-growing length curriculum, later cycles warm-started on half newest rows, half older ones."""
+growing length curriculum, later cycles warm-started on half newest rows, half older ones.
+
+Each batch carries its own learning rate: only the batches know whether they are cycle 0's
+(from scratch, `lr`) or a round's (warm-started, `round_lr`), and the module sets it before the
+step. That keeps the schedule deterministic and identical under DDP."""
 
 from __future__ import annotations
 
@@ -73,8 +77,8 @@ def _share(group: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return group[rank::world] if len(group) >= world else group
 
 
-class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
-    """`steps` batches of (tokens, spans).
+class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """`steps` batches of (tokens, spans, learning rate: a 0-d float tensor).
 
     Seed fit: balanced over the lengths allowed so far; the longest allowed grows from the
     shortest length to the longest over `grow_share` of the steps (issue 13). Later fits:
@@ -114,7 +118,13 @@ class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
         span = max(1.0, self.train.grow_share * self.steps)
         return lengths[: min(len(lengths), 1 + int(len(lengths) * step / span))]
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def learning_rate(self, step: int) -> float:
+        """The peak rate (`lr` for the seed fit, `round_lr` after), warmed up and decayed."""
+        t = self.train
+        peak, warmup = (t.lr, t.warmup) if self.seed else (t.round_lr, t.round_warmup)
+        return peak * lr_factor(step, warmup, self.steps)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         rank, world = process_share()  # here, not in __init__: the loader is built before DDP
         older = {n: _share(group, rank, world) for n, group in self.older.items()}
         newest = _share(self.newest, rank, world)
@@ -129,7 +139,8 @@ class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
                 picked = newest[draw].tolist()
                 if size > fresh:
                     picked += _balanced(list(older.values()), size - fresh, step, self.generator)
-            yield self.tokens[picked], self.spans[picked]
+            rate = torch.tensor(self.learning_rate(step), dtype=torch.float64)
+            yield self.tokens[picked], self.spans[picked], rate
 
 
 def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
@@ -167,6 +178,8 @@ class SumsLM(L.LightningModule):
         self.cfg = cfg.train
 
     def training_step(self, batch: list[torch.Tensor], _: int) -> torch.Tensor:
+        for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
+            group["lr"] = float(batch[2])  # this batch's rate (see the module docstring)
         losses = [answer_loss(m, batch[0], batch[1]) for m in self.network.nets()]
         loss = torch.stack(losses).sum()
         self.log("train_loss", loss / len(losses), on_step=True, prog_bar=False)
@@ -179,17 +192,8 @@ class SumsLM(L.LightningModule):
             {"params": decay, "weight_decay": self.cfg.weight_decay},
             {"params": rest},  # biases and norms: no decay (as nanoGPT)
         ]
-        optimizer = torch.optim.AdamW(
-            groups,
-            lr=self.cfg.lr,
-            weight_decay=0.0,
-            betas=(0.9, 0.99),
-        )
-        steps = max(1, int(self.trainer.max_steps))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, self.cfg.warmup, steps)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        # The rate is set from each batch in training_step.
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
 
 
 def lr_factor(step: int, warmup: int, steps: int) -> float:
