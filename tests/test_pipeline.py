@@ -59,8 +59,8 @@ def test_growing_and_shrinking_the_cycles_writes_exactly_the_listed_files(
 def test_flywheel_stages_writes_what_a_hand_edit_of_params_lists(tmp_path: Path) -> None:
     root = make_workspace(tmp_path / "repo", cycles=2)
     params = root / "params.yaml"
-    listed = "  c2:\n    prev: c1\n"
-    params.write_text(params.read_text().replace(listed, listed + "  c3:\n    prev: c2\n"))
+    listed = "  c2: {prev: c1}\n"
+    params.write_text(params.read_text().replace(listed, listed + "  c3: {prev: c2}\n"))
     assert not Layout(root).pipeline("c3").exists()
 
     result = runner.invoke(app, ["stages", "--params", str(params)])
@@ -84,12 +84,46 @@ def test_a_step_refuses_a_cycle_file_that_params_do_not_describe(tmp_path: Path)
     )
 
 
-def test_a_missing_template_is_named(tmp_path: Path) -> None:
+def test_a_missing_template_is_named_and_a_run_writes_nothing(tmp_path: Path) -> None:
     root = make_workspace(tmp_path / "repo", cycles=1)
     (root / PIPELINE_TEMPLATE).unlink()
+    said = (
+        f"{root / PIPELINE_TEMPLATE}: the template of a cycle's stages is missing "
+        f"(No such file or directory); restore it (`git checkout {PIPELINE_TEMPLATE}`)"
+    )
     with pytest.raises(pipeline.PipelineError) as error:
         pipeline.sync(root, {"c1": "c0"})
-    assert str(error.value) == (
-        f"{root / PIPELINE_TEMPLATE}: the template of a cycle's stages is missing "
-        "(No such file or directory)"
+    assert str(error.value) == said
+
+    params = root / "params.yaml"
+    before = params.read_bytes()
+    result = runner.invoke(app, ["run", "--cycles", "3", "--params", str(params)])
+    assert (result.exit_code, result.output.splitlines()[-1]) == (2, f"error: {said}")
+    assert params.read_bytes() == before  # refused before anything was written
+    assert not Layout(root).pipeline("c2").exists()
+
+
+def test_status_warns_when_dvc_would_not_see_a_listed_cycle(tmp_path: Path) -> None:
+    root = make_workspace(tmp_path / "repo", cycles=2)
+    Layout(root).pipeline("c2").unlink()
+    result = runner.invoke(app, ["status", "--params", str(root / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        f"warning: {Layout(root).pipeline('c2')} is missing: run `flywheel stages` to write it "
+        "from params.yaml's cycles"
     )
+
+
+def test_what_a_sync_changed_is_said_and_empty_folders_go(tmp_path: Path) -> None:
+    root = make_workspace(tmp_path / "repo", cycles=3)
+    Layout(root).pipeline("c2").with_name("dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    synced = pipeline.sync(root, {"c1": "c0"})
+    assert pipeline.said(synced) == [
+        "pipeline: removed the dvc.yaml of c2, c3, no longer listed in params.yaml (their "
+        "dvc.lock is kept)"
+    ]
+    assert not (root / "pipeline" / "c3").exists()  # nothing left in it
+    assert [p.name for p in (root / "pipeline" / "c2").iterdir()] == ["dvc.lock"]
+    assert pipeline.said(pipeline.sync(root, {"c1": "c0", "c2": "c1"})) == [
+        "pipeline: wrote c2 (pipeline/<cycle>/dvc.yaml)"
+    ]

@@ -123,6 +123,13 @@ def run(
     if not (root / ".dvc").is_dir():
         raise fail(f"{root}: not a DVC repository (run `git init && dvc init` there)")
     _lock_resolved(root)
+    from tasks.engine import pipeline
+
+    try:  # before anything starts or is written: params.yaml stays as it was
+        if (root / "dvc.yaml").is_file():
+            pipeline.template(root)
+    except pipeline.PipelineError as error:
+        raise fail(str(error)) from None
     _compute_settings(update.config.params.trainer)
     from tasks.cli import interrupt
     from tasks.cli.table import render, unpushed
@@ -145,9 +152,11 @@ def run(
                 raise fail(str(error)) from None
             from flows.flywheel import flywheel
 
-            update.write()
+            synced = update.write()
             for change in update.changes:
                 typer.echo(f"params: {change} (written to {params})")
+            for line in pipeline.said(synced) if synced else []:
+                typer.echo(line)
             rows = flywheel(
                 params_path=str(params.resolve()),
                 minutes=plan.minutes,
@@ -207,6 +216,31 @@ def status(
     from tasks.cli.table import render
 
     render(rows)
+    for line in _pipeline_stale(params):
+        typer.secho(line, err=True, fg="yellow")
+
+
+def _pipeline_stale(params: Path) -> list[str]:
+    """Why `dvc repro -P` would not see what params.yaml lists (a cycle's `dvc.yaml` missing
+    or out of date after a hand edit), as warning lines; none outside a workspace."""
+    from tasks.engine import pipeline
+    from tasks.engine.params_file import read_params
+
+    root = params.resolve().parent
+    listed = read_params(params).get("cycles") or {}
+    if not (root / "dvc.yaml").is_file() or not isinstance(listed, dict):
+        return []
+    found = [
+        pipeline.out_of_date(root, cycle, str((item or {}).get("prev")))
+        for cycle, item in listed.items()
+        if isinstance(item, dict)
+    ]
+    stale = [line for line in found if line]
+    return (
+        [f"warning: {stale[0]}" + (f" ({len(stale) - 1} more cycles)" if stale[1:] else "")]
+        if stale
+        else []
+    )
 
 
 @app.command()

@@ -96,7 +96,8 @@ def _conflict_message(lock: Path, lines: list[int]) -> str:
     shown = [str(n) for n in lines[:6]] + ([f"{len(lines) - 6} more"] if len(lines) > 6 else [])
     listed = f"{', '.join(shown[:-1])} and {shown[-1]}" if len(shown) > 1 else shown[0]
     return (
-        f"{lock}: unresolved git merge conflict (markers at lines {listed}); "
+        f"{lock}: unresolved git merge conflict (markers at line{'s' * (len(lines) > 1)} "
+        f"{listed}); "
         f"resolve the conflict in {lock.name} at line {lines[0]} (keep one side of each "
         "<<<<<<< ... >>>>>>> block), then rerun: a stage whose entry does not match its files "
         "runs again"

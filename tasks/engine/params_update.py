@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tasks.engine import pipeline
 from tasks.engine.config import Config, parse
 from tasks.engine.params_file import MAX_CYCLES, ConfigError, parse_yaml, read_params
 
@@ -57,17 +58,16 @@ class ParamsUpdate:
     """The new content; None when nothing changes."""
     before: bytes = b""
 
-    def write(self) -> None:
+    def write(self) -> pipeline.Synced | None:
         """Replace the file whole (refused if it changed since it was read); then, in a
         workspace (a dvc.yaml beside it), bring each cycle's `dvc.yaml` in line with its
-        cycles (`pipeline.sync`), changed or not."""
-        from tasks.engine import pipeline
-
+        cycles (`pipeline.sync`), changed or not, and return what that changed. A missing
+        template is refused before the params file is touched."""
+        root = self.path.resolve().parent
+        text = pipeline.template(root) if (root / "dvc.yaml").is_file() else None
         if self.text is not None:
             self._replace(self.text)
-        root = self.path.resolve().parent
-        if (root / "dvc.yaml").is_file():
-            pipeline.sync(root, self.config.predecessors)
+        return None if text is None else pipeline.sync(root, self.config.predecessors, text)
 
     def _replace(self, text: str) -> None:
         if self.path.read_bytes() != self.before:
@@ -93,11 +93,8 @@ def plan_update(path: Path, overrides: list[str], cycles: int | None) -> ParamsU
     root = path.resolve().parent
     if not overrides and cycles is None:
         return ParamsUpdate(path, parse(raw, root, source=str(path)), (), None)
-    from ruamel.yaml import YAML
-
     before = path.read_bytes()
-    rt = YAML()
-    rt.preserve_quotes = True
+    rt = _round_trip()
     doc = rt.load(before.decode("utf-8")) or {}
     changes, named = [], []
     for text in overrides:
@@ -106,7 +103,7 @@ def plan_update(path: Path, overrides: list[str], cycles: int | None) -> ParamsU
         changes.append(f"{'.'.join(keys)}={value!r}")
         named.append(".".join(keys))
     if cycles is not None:
-        doc["cycles"] = cycles_map(cycles)
+        doc["cycles"] = {c: _flow(item) for c, item in cycles_map(cycles).items()}
         changes.append(f"cycles=c1..c{cycles}" if cycles else "cycles=[]")
         named.append("cycles")
     text = _dump(rt, doc)
@@ -122,7 +119,6 @@ def plan_update(path: Path, overrides: list[str], cycles: int | None) -> ParamsU
 def plan_append(path: Path) -> tuple[str, ParamsUpdate]:
     """The params file with one more cycle after the last listed one (`c<k+1>`, its `prev` the
     last), comments kept; validated, not written. Raises ConfigError at MAX_CYCLES."""
-    from ruamel.yaml import YAML
 
     path = Path(path)
     raw = read_params(path)
@@ -132,12 +128,11 @@ def plan_append(path: Path) -> tuple[str, ParamsUpdate]:
     numbers = [int(c[1:]) for c in listed if re.fullmatch(r"c[0-9]+", c)]
     cycle, prev = f"c{max(numbers, default=0) + 1}", listed[-1] if listed else "c0"
     before = path.read_bytes()
-    rt = YAML()
-    rt.preserve_quotes = True
+    rt = _round_trip()
     doc = rt.load(before.decode("utf-8")) or {}
     if not doc.get("cycles"):
         doc["cycles"] = {}
-    doc["cycles"][cycle] = {"prev": prev}
+    doc["cycles"][cycle] = _flow({"prev": prev})
     text = _dump(rt, doc)
     config = parse(parse_yaml(text, str(path)), path.resolve().parent, source=str(path))
     return cycle, ParamsUpdate(path, config, (f"cycles+={cycle}",), text, before)
@@ -225,6 +220,28 @@ _ABSENT = object()
 
 def _under(key: str, named: list[str]) -> bool:
     return any(key == name or key.startswith(f"{name}.") for name in named)
+
+
+def _round_trip() -> Any:
+    """ruamel's round-trip YAML, keeping quotes, and writing None as `null` as the file does
+    (ruamel's default leaves the value blank: a run's diff of params.yaml was mostly that)."""
+    from ruamel.yaml import YAML
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    return rt
+
+
+def _flow(item: dict[str, str]) -> Any:
+    """A cycle's entry in flow style, `c3: {prev: c2}`, as params.yaml writes them."""
+    from ruamel.yaml.comments import CommentedMap
+
+    entry = CommentedMap(item)
+    entry.fa.set_flow_style()
+    return entry
 
 
 def _dump(rt: Any, doc: Any) -> str:

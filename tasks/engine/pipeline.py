@@ -16,6 +16,7 @@ what it computed, which serves again if the cycle comes back.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,44 +50,66 @@ class Synced:
     """Cycles no longer listed whose `dvc.yaml` was removed (their `dvc.lock` is kept)."""
 
 
-def sync(root: Path, cycles: dict[str, str]) -> Synced:
-    """Make `pipeline/` hold exactly one up-to-date `dvc.yaml` per listed cycle.
-
-    `cycles` maps each cycle to its predecessor (`{"c1": "c0", ...}`). A file is rewritten only
-    when its text differs (atomically), so a run that changes nothing touches nothing. Raises
-    PipelineError naming the template when it is missing."""
-    template_path = root / PIPELINE_TEMPLATE
+def template(root: Path) -> str:
+    """The text of the workspace's `pipeline/cycle.yaml`; raises PipelineError naming it."""
+    path = root / PIPELINE_TEMPLATE
     try:
-        template = template_path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as error:
         raise PipelineError(
-            f"{template_path}: the template of a cycle's stages is missing ({error.strerror})"
+            f"{path}: the template of a cycle's stages is missing ({error.strerror}); restore "
+            f"it (`git checkout {PIPELINE_TEMPLATE}`)"
         ) from None
+
+
+def sync(root: Path, cycles: dict[str, str], text: str | None = None) -> Synced:
+    """Make `pipeline/` hold exactly one up-to-date `dvc.yaml` per listed cycle.
+
+    `cycles` maps each cycle to its predecessor (`{"c1": "c0", ...}`); `text` is the template's
+    (read when not given). A file is rewritten only when its text differs (atomically), so a
+    run that changes nothing touches nothing; a folder left empty is removed. Raises
+    PipelineError naming the template when it is missing."""
+    text = template(root) if text is None else text
     layout, written = Layout(root), []
     for cycle, prev in cycles.items():
-        path, text = layout.pipeline(cycle), render(template, cycle, prev)
-        if _read(path) != text:
+        path, wanted = layout.pipeline(cycle), render(text, cycle, prev)
+        if _read(path) != wanted:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
-                tmp.write_text(text, encoding="utf-8")
+                tmp.write_text(wanted, encoding="utf-8")
             written.append(cycle)
     removed = []
     for path in sorted((root / PIPELINE_DIR).glob("*/dvc.yaml")):
         if path.parent.name not in cycles:
             path.unlink()
             removed.append(path.parent.name)
+            with contextlib.suppress(OSError):  # a folder that still holds a dvc.lock stays
+                path.parent.rmdir()
     return Synced(written, removed)
+
+
+def said(synced: Synced) -> list[str]:
+    """What `sync` changed, as lines for a person (the files to commit with params.yaml)."""
+    lines = []
+    if synced.written:
+        lines.append(f"pipeline: wrote {', '.join(synced.written)} (pipeline/<cycle>/dvc.yaml)")
+    if synced.removed:
+        lines.append(
+            f"pipeline: removed the dvc.yaml of {', '.join(synced.removed)}, no longer listed "
+            "in params.yaml (their dvc.lock is kept)"
+        )
+    return lines
 
 
 def out_of_date(root: Path, cycle: str, prev: str) -> str | None:
     """Why `pipeline/<cycle>/dvc.yaml` does not match the template and params.yaml (what
     `flywheel step` checks before it runs a stage of the cycle), or None when it does."""
     path = Layout(root).pipeline(cycle)
-    template = _read(root / PIPELINE_TEMPLATE)
-    if template is None:
+    text = _read(root / PIPELINE_TEMPLATE)
+    if text is None:
         return f"{root / PIPELINE_TEMPLATE}: the template of a cycle's stages is missing"
     found = _read(path)
-    if found == render(template, cycle, prev):
+    if found == render(text, cycle, prev):
         return None
     what = "is missing" if found is None else f"differs from {PIPELINE_TEMPLATE} for {cycle}"
     return f"{path} {what}: run `flywheel stages` to write it from params.yaml's cycles"
