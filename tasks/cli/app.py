@@ -420,7 +420,8 @@ def step(
     from tasks.engine.runner import StepFailed, run_step
 
     stage = f"{name}@{cycle}" if cycle else name
-    if cycle and cycle in cfg.params.cycles:  # dvc repro -P ran what pipeline/<cycle> says
+    workspace = (cfg.root / "dvc.yaml").is_file()
+    if workspace and cycle and cycle in cfg.params.cycles:  # dvc repro -P ran pipeline/<cycle>
         from tasks.engine import pipeline
 
         stale = pipeline.out_of_date(cfg.root, cycle, cfg.prev_of(cycle))
