@@ -16,7 +16,17 @@ from prefect.cache_policies import NO_CACHE
 from flows import approval, units
 from tasks import steps
 from tasks.audit import publish as publication
-from tasks.engine import budget, config, dvcrepo, fanout, lock, pipeline, portable, status
+from tasks.engine import (
+    budget,
+    config,
+    dvcrepo,
+    fanout,
+    fingerprint,
+    lock,
+    pipeline,
+    portable,
+    status,
+)
 from tasks.engine.layout import stage_name
 from tasks.engine.records import CycleStatus
 from tasks.engine.runner import run_step
@@ -80,6 +90,17 @@ evaluate = stage_task(steps.EVALUATE)
 promote = stage_task(steps.PROMOTE)
 
 
+@task(name="fingerprint", cache_policy=NO_CACHE)
+def fingerprints(params_path: str, pin: str) -> list[str]:
+    """Each cycle step's code and knobs, hashed (`pipeline/fingerprints/`), recorded where they
+    changed: as `dvc repro -P` runs the fingerprint stages before any cycle's."""
+    cfg = pinned(params_path, pin)
+    changed = fingerprint.record(cfg.root, cfg.raw)
+    if changed:
+        get_run_logger().info("code or params changed for %s: recorded", ", ".join(changed))
+    return changed
+
+
 @task(task_run_name="push@{cycle}", cache_policy=NO_CACHE)
 def push(params_path: str, pin: str, cycle: str) -> int:
     """Send what the remote lacks of this cycle's outputs, and of earlier cycles a failed push
@@ -137,6 +158,7 @@ def flywheel(
         pin = cfg.pin
         repo = dvcrepo.open_repo(cfg.root)
         dvcrepo.configure_remote(repo, cfg.params.remote)
+        fingerprints(params_path, pin)  # before the run's status: it sees what they made stale
         with dvcrepo.one_status(repo):  # one status for all the stages a resume skips
             prepare(params_path, pin)
             bootstrap(params_path, pin)

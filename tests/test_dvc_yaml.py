@@ -1,5 +1,6 @@
 """dvc.yaml against the code: each stage reads and writes what engine/layout.py says, names the
-code it runs and the params keys it reads (tests/code_reach.py reads both from the code)."""
+code it runs and the params keys it reads (tests/code_reach.py reads both from the code); a cycle
+step names them through its fingerprint stage (tasks/engine/fingerprint.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
 from tasks import domains
+from tasks.engine import fingerprint
 from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.params_update import update_params_file
 from tests import code_reach
@@ -29,23 +31,33 @@ def test_every_stage_matches_the_layout(tmp_path: Path) -> None:
     root = make_workspace(tmp_path / "repo", cycles=3)
     layout = Layout(root)
     stages = {stage.name: stage for stage in Repo(str(root)).index.stages}
-    expected = ["prepare", "bootstrap"] + [f"{s}@c{k}" for k in (1, 2, 3) for s in CYCLE_STEPS]
+    expected = ["prepare", "bootstrap", *fingerprint.stages()]
+    expected += [f"{s}@c{k}" for k in (1, 2, 3) for s in CYCLE_STEPS]
     assert sorted(stages) == sorted(expected)
     for name, stage in stages.items():
+        if name.startswith(fingerprint.PREFIX):
+            step = name.removeprefix(fingerprint.PREFIX)
+            assert stage.cmd == f"flywheel fingerprint {step}"
+            assert [o.def_path for o in stage.outs] == [f"pipeline/fingerprints/{step}.json"]
+            continue
         step, _, cycle = name.partition("@")
         prev = f"c{int(cycle[1:]) - 1}" if cycle else ""
         deps, outs = layout.stage_io(step, cycle or "c0", prev)
-        code_and_params = ("tasks/", "params.yaml")
+        code_and_params = ("tasks/", "params.yaml", "pipeline/fingerprints/")
         declared_deps = {
             d.def_path for d in stage.deps if not d.def_path.startswith(code_and_params)
         }
         assert declared_deps == {p.relative_to(root).as_posix() for p in deps}, name
         assert {o.def_path for o in stage.outs} == {p.relative_to(root).as_posix() for p in outs}
         assert stage.cmd == f"flywheel step {step}" + (f" --cycle {cycle}" if cycle else "")
+        if cycle:  # its code and params: its fingerprint, and nothing else
+            fingerprinted = layout.fingerprint(step).relative_to(root).as_posix()
+            assert {d.def_path for d in stage.deps} - declared_deps == {fingerprinted}, name
 
 
 Listed = dict[str, dict[str, tuple[set[str], set[str]]]]
-"""domain -> step -> (code deps, params keys) that dvc.yaml lists with that domain chosen."""
+"""domain -> step -> (code deps, params keys) that dvc.yaml lists with that domain chosen (for a
+cycle step, its fingerprint stage's, less the module that writes fingerprints)."""
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +67,20 @@ def listed(tmp_path_factory: pytest.TempPathFactory) -> Listed:
     found: Listed = {}
     for domain in DOMAINS:
         update_params_file(root / "params.yaml", [f"domain.name={domain}"], None)
-        stages = {s.name.partition("@")[0]: s for s in Repo(str(root)).index.stages}
+        stages = {s.name: s for s in Repo(str(root)).index.stages}
+        listing = {
+            step: stages[fingerprint.stage(step) if step in CYCLE_STEPS else step] for step in STEPS
+        }
         found[domain] = {
             step: (
-                {d.def_path for d in stage.deps if d.def_path.startswith("tasks/")},
+                {
+                    d.def_path
+                    for d in stage.deps
+                    if d.def_path.startswith("tasks/") and d.def_path != fingerprint.OWN
+                },
                 {k for d in stage.deps if isinstance(d, ParamsDependency) for k in d.params},
             )
-            for step, stage in stages.items()
+            for step, stage in listing.items()
         }
     return found
 

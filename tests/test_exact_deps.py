@@ -1,7 +1,8 @@
 """Exact dependencies on a real run: what `dvc status` reports after an edit is what it affects.
 
 Each test edits a copy of the shared 2-cycle digits run (its own copy of tasks/, which dvc.yaml's
-code deps point at, or its params.yaml), asks DVC which stages are stale, and puts the file back.
+code deps point at, or its params.yaml), rewrites the steps' fingerprints as `dvc repro -P` does
+first, asks DVC which stages are stale, and puts the file back.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from dvc.repo import Repo
 
+from tasks.engine import config, fingerprint
+from tasks.engine.layout import CYCLE_STEPS
 from tasks.engine.params_update import update_params_file
 from tests.conftest import grown_copy
 
@@ -20,7 +23,10 @@ CYCLES = ("c1", "c2")
 
 
 def every(*steps: str) -> set[str]:
-    return {f"{step}@{cycle}" for step in steps for cycle in CYCLES}
+    """The steps' stages in every cycle, and their fingerprint stages (whose file changed)."""
+    return {f"{step}@{cycle}" for step in steps for cycle in CYCLES} | {
+        fingerprint.stage(step) for step in steps
+    }
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +35,27 @@ def workspace(finished_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def stale(root: Path) -> set[str]:
-    """The stages `dvc status` reports, by name (DVC keys them `<path>/dvc.yaml:<name>`)."""
+    """The stages `dvc status` reports once the fingerprints are rewritten from the code and
+    params as they stand (what `dvc repro -P` runs first; DVC's status is not transitive), by
+    name (DVC keys them `<path>/dvc.yaml:<name>`)."""
+    raw = config.load(root / "params.yaml").raw
+    for step in CYCLE_STEPS:
+        fingerprint.write(root, raw, step)
     return {address.rpartition(":")[2] for address in Repo(str(root)).status()}
+
+
+def test_before_the_fingerprints_are_rewritten_status_names_their_stages(
+    workspace: Path,
+) -> None:
+    """What a user sees after editing the network and before `dvc repro -P`: the fingerprint
+    stages of the steps that run it (DVC reruns them first, then what their files feed)."""
+    with edited(workspace / "tasks/domains/digits/network.py"):
+        found = {address.rpartition(":")[2] for address in Repo(str(workspace)).status()}
+        assert found == {"prepare", "bootstrap"} | {
+            fingerprint.stage(step)
+            for step in ("generate", "validate", "train", "evaluate", "promote")
+        }
+    assert stale(workspace) == set()
 
 
 @contextlib.contextmanager
@@ -65,6 +90,11 @@ def test_editing_the_domains_network_reruns_every_stage_that_runs_its_package(
             "generate", "validate", "train", "evaluate", "promote"
         )
     assert stale(workspace) == set()
+    fingerprinted = fingerprint.compute(
+        workspace, config.load(workspace / "params.yaml").raw, "train"
+    )
+    assert "tasks/domains/digits/network.py" in fingerprinted["code"]
+    assert "tasks/domains/arith/network.py" not in fingerprinted["code"]
 
 
 def test_editing_an_engine_module_reruns_only_the_stages_that_run_it(workspace: Path) -> None:

@@ -12,7 +12,7 @@ from dvc.repo import Repo
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
-from tasks.engine import pipeline
+from tasks.engine import fingerprint, pipeline
 from tasks.engine.layout import CYCLE_STEPS, PIPELINE_TEMPLATE, Layout
 from tasks.engine.params_update import update_params_file
 from tests.conftest import REPO, make_workspace
@@ -39,7 +39,7 @@ def test_growing_and_shrinking_the_cycles_writes_exactly_the_listed_files(
     layout = Layout(root)
     with contextlib.chdir(root):  # DVC addresses stages from the working directory
         stages = {s.addressing for s in Repo(str(root)).index.stages}
-    assert stages == {"prepare", "bootstrap"} | {
+    assert stages == {"prepare", "bootstrap", *fingerprint.stages()} | {
         f"pipeline/{c}/dvc.yaml:{step}@{c}" for c in ("c1", "c2", "c3") for step in CYCLE_STEPS
     }
     text = layout.pipeline("c2").read_text()

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from tasks.engine import lineage
+from tasks.engine import fingerprint, lineage
 from tasks.engine.files import file_md5
 from tasks.engine.integrity import Cache, Content, differing, producer, short
 from tasks.engine.layout import Layout
@@ -254,7 +254,9 @@ def check_outs(ws: _Workspace, lock: Stages, index: LedgerIndex) -> list[Broken]
 
 
 def check_records(index: LedgerIndex, lock: Stages) -> list[Broken]:
-    """Every stage dvc.lock lists has a ledger record whose outputs are what dvc.lock holds."""
+    """Every stage dvc.lock lists has a ledger record whose outputs are what dvc.lock holds (a
+    step's fingerprint stage has none: every record names its code version and params hash)."""
+    lock = {stage: entry for stage, entry in lock.items() if not fingerprint.is_stage(stage)}
     if lock and not index.loaded.records:
         what = f"no records, but dvc.lock lists {len(lock)} stages (the ledger was deleted?)"
         return [Broken(LEDGER, what)]
@@ -390,6 +392,8 @@ def check_remote_objects(
     fs, where = remote.fs, remote.fs.unstrip_protocol(remote.path)
     wanted: dict[str, list[tuple[str, str]]] = defaultdict(list)  # md5 -> [(path, stage)]
     for stage, entry in lock.items():
+        if fingerprint.is_stage(stage):
+            continue  # not in DVC's cache (`cache: false`), so never pushed
         for rel, md5 in _entries(entry, "outs").items():
             wanted[md5].append((rel, stage))
     broken, fetched = [], 0

@@ -399,6 +399,33 @@ def stages(params: ParamsOpt = Path("params.yaml")) -> None:
 
 
 @app.command()
+def fingerprint(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="cycle steps (generate ... promote); all of them when none is named"),
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Write pipeline/fingerprints/<step>.json: the md5 of the code and the params a cycle step
+    runs with, as its `fingerprint-<step>` stage in dvc.yaml lists them (what that stage calls)."""
+    from tasks.engine import fingerprint as fingerprints
+    from tasks.engine.layout import CYCLE_STEPS
+
+    cfg = _config(params)
+    unknown = sorted(set(names or []) - set(CYCLE_STEPS))
+    if unknown:
+        raise fail(
+            f"fingerprint: unknown step {', '.join(unknown)}; steps: {', '.join(CYCLE_STEPS)}"
+        )
+    try:
+        for name in names or CYCLE_STEPS:
+            changed = fingerprints.write(cfg.root, cfg.raw, name)
+            typer.echo(f"{fingerprints.stage(name)}: {'written' if changed else 'unchanged'}")
+    except fingerprints.FingerprintError as error:
+        raise fail(str(error)) from None
+
+
+@app.command()
 def step(
     name: Annotated[
         str,
@@ -421,12 +448,22 @@ def step(
 
     stage = f"{name}@{cycle}" if cycle else name
     workspace = (cfg.root / "dvc.yaml").is_file()
-    if workspace and cycle and cycle in cfg.params.cycles:  # dvc repro -P ran pipeline/<cycle>
-        from tasks.engine import pipeline
+    per_cycle = name in steps.ALL and steps.ALL[name].per_cycle
+    if (
+        workspace and cycle and cycle in cfg.params.cycles and per_cycle
+    ):  # dvc repro -P ran pipeline/<cycle>
+        from tasks.engine import fingerprint, pipeline
 
         stale = pipeline.out_of_date(cfg.root, cycle, cfg.prev_of(cycle))
         if stale:
             raise fail(f"step {stage}: {stale}")
+        try:  # DVC records the stage against its fingerprint: it must be this code's
+            if fingerprint.write(cfg.root, cfg.raw, name):
+                typer.echo(
+                    f"{fingerprint.stage(name)}: rewritten from the code and params now", err=True
+                )
+        except fingerprint.FingerprintError as error:
+            raise fail(f"step {stage}: {error}") from None
     try:
         with _hold(lock, cfg.root, f"flywheel step {stage}", wait):
             result = run_step(cfg, steps.by_name(name), cycle)

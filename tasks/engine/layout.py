@@ -12,6 +12,8 @@ PIPELINE_DIR = "pipeline"
 PIPELINE_TEMPLATE = "pipeline/cycle.yaml"
 """The stages of one cycle, as DVC templates them; `tasks/engine/pipeline.py` writes it into
 `pipeline/<cycle>/dvc.yaml` for every cycle params.yaml lists."""
+FINGERPRINT_DIR = "pipeline/fingerprints"
+"""One file per cycle step: the code it runs and the params it reads (engine/fingerprint.py)."""
 SCORES_FILE = "eval_scores.parquet"
 """Per-row eval scores (`protocol.SCORES_SCHEMA`): evaluate writes one per cycle, and a champion
 directory carries its own, so the promotion gate can pair candidate and champion row by row."""
@@ -55,6 +57,11 @@ class Layout:
         stages and their `dvc.lock` live in a folder of their own, so what DVC reads and
         rewrites for a stage does not grow with the cycles before it (invariant 10)."""
         return self.root / PIPELINE_DIR / cycle / "dvc.yaml"
+
+    def fingerprint(self, step: str) -> Path:
+        """`step`'s code and knobs, hashed (tasks/engine/fingerprint.py): the one code-and-params
+        dep of every `<step>@cK` stage."""
+        return self.root / FINGERPRINT_DIR / f"{step}.json"
 
     def lock_of(self, stage: str) -> Path:
         """The `dvc.lock` that holds `stage`'s entry (`train@c3` -> pipeline/c3/dvc.lock)."""

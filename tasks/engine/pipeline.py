@@ -1,11 +1,12 @@
 """Each cycle's own `dvc.yaml`, written from one template for the cycles params.yaml lists.
 
 A cycle's stages (generate ... promote) are `pipeline/cycle.yaml`; `pipeline/<cycle>/dvc.yaml` is
-that file behind two lines of DVC `vars` (params.yaml, and the cycle with its predecessor), so
-DVC resolves it exactly as it did one `foreach` over every cycle, and the stage names stay
-`train@c3`. Why a file per cycle: DVC re-reads and rewrites a stage's whole `dvc.lock` on every
-commit, and one lock for all cycles grew ~650 lines a cycle (issue 11, invariant 10); here a
-commit, a status and a push touch one cycle's lock.
+that file behind one line of DVC `vars` (the cycle with its predecessor), so DVC resolves it
+exactly as it did one `foreach` over every cycle, and the stage names stay `train@c3`. No cycle
+stage reads params.yaml itself: its code and knobs are its step's fingerprint file
+(tasks/engine/fingerprint.py). Why a file per cycle: DVC re-reads and rewrites a stage's whole
+`dvc.lock` on every commit, and one lock for all cycles grew ~650 lines a cycle (issue 11,
+invariant 10); here a commit, a status and a push touch one cycle's lock.
 
 params.yaml's `cycles` stays the one source of which cycles exist: every write of params.yaml
 (`ParamsUpdate.write`) and every `flywheel run` brings the files in line (`sync`), and
@@ -28,7 +29,6 @@ HEADER = """\
 # Cycle {cycle}'s stages: {template} with the cycle's name, written by flywheel for the cycles
 # params.yaml lists (`flywheel stages` rewrites it). Edit the template, not this file.
 vars:
-- ../../params.yaml
 - cycle: {{{cycle}: {{prev: {prev}}}}}
 """
 
