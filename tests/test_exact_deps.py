@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dvc.repo import Repo
 
 from tasks.engine import config, fingerprint
-from tasks.engine.layout import CYCLE_STEPS
+from tasks.engine.files import file_md5
+from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.params_update import update_params_file
-from tests.conftest import grown_copy
+from tests.conftest import grown_copy, run_flow
 
 CYCLES = ("c1", "c2")
 
@@ -126,3 +128,29 @@ def test_a_knob_reruns_only_the_stages_that_read_it(workspace: Path) -> None:
     with params_set(workspace, "arith.samples=8"):  # another domain's knob
         assert stale(workspace) == set()
     assert stale(workspace) == set()
+
+
+def test_a_run_after_an_edit_reruns_exactly_the_stages_it_affects(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flywheel run` after an edit of the validation suite's code: the flow records validate's
+    new fingerprint, then runs validate again in each cycle, and nothing else (its outputs come
+    out the same, so snapshot and after stay current)."""
+    from flows import flywheel as flow_module
+
+    root = grown_copy(finished_run, tmp_path / "repo")
+    quality = root / "tasks/engine/quality.py"
+    quality.write_text(quality.read_text() + "\n# an edit\n")
+    ran: list[str] = []
+    real = flow_module.run_step
+
+    def counted(cfg: Any, step: Any, cycle: str | None = None) -> Any:
+        ran.append(f"{step.name}@{cycle}")
+        return real(cfg, step, cycle)
+
+    monkeypatch.setattr(flow_module, "run_step", counted)
+    run_flow(root)
+
+    assert ran == ["validate@c1", "validate@c2"]
+    assert stale(root) == set()
+    assert file_md5(quality) in Layout(root).fingerprint("validate").read_text()
