@@ -256,16 +256,32 @@ class _Table(NamedTuple):
 def _parquet(path: Path) -> _Table | None:
     """A parquet file, or a directory of nothing but parquet files, read from footers only
     (with polars, which every step has imported already; pyarrow would add 0.4 s a process)."""
-    import polars as pl
-
     files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     if not files or any(f.suffix != ".parquet" for f in files):
         return None
-    schemas = [[(n, str(t)) for n, t in pl.read_parquet_schema(f).items()] for f in files]
-    rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
-    size = sum(f.stat().st_size for f in files)
+    stats = [f.stat() for f in files]
+    footers = [_footer(f, stat) for f, stat in zip(files, stats, strict=True)]
+    schemas = [schema for schema, _ in footers]
+    size = sum(stat.st_size for stat in stats)
     shared = schemas[0] if all(s == schemas[0] for s in schemas) else None
-    return _Table(shared, rows, size, len(files))
+    return _Table(shared, sum(rows for _, rows in footers), size, len(files))
+
+
+def _footer(path: Path, stat: os.stat_result) -> tuple[list[tuple[str, str]], int]:
+    """(columns, rows) of one parquet file, remembered by its inode and mtime: a snapshot's
+    shards are immutable links of earlier cycles' (tasks/steps/snapshot.py), so a flow reads
+    each footer once, not once per later cycle (reading all k shards of cycle k's trainset in
+    four steps' events made each cycle cost more than the last: issue 11)."""
+    import polars as pl
+
+    key = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if key not in _FOOTERS:
+        schema = [(n, str(t)) for n, t in pl.read_parquet_schema(path).items()]
+        _FOOTERS[key] = schema, int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    return _FOOTERS[key]
+
+
+_FOOTERS: dict[tuple[int, int, int, int], tuple[list[tuple[str, str]], int]] = {}
 
 
 def _dataset_facets(path: Path, table: _Table | None) -> dict[str, Any]:
