@@ -138,9 +138,27 @@ def test_units_give_the_same_bytes_wherever_they_run(seeded: Path, scheduler: st
     assert json.loads(here["files"]["validation.json"])["verdict"] == "accepted"
 
 
-def test_validation_in_units_judges_as_one_run(seeded: Path) -> None:
-    """A batch with broken rows (a duplicate, an impossible board, a missing move) gets the same
-    rows quarantined for the same reasons, and the same report, in 1 unit and in 3."""
+def test_local_workers_allocate_as_a_plain_process(scheduler: str) -> None:
+    """The local cluster's workers run without Dask's MALLOC_TRIM_THRESHOLD_ (it made every
+    large torch allocation map fresh pages: ~20% more CPU per self-play unit), and validation
+    is cut into as many parts as the cluster runs at once."""
+    import os
+
+    local = DaskParams(workers=2)
+    with fanout.cluster(local) as client:
+        seen = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+    assert len(seen) == 2 and set(seen.values()) == {None}
+    assert fanout.slots(local) == 2
+    assert fanout.slots(DaskParams(address=scheduler)) == 2  # two workers of one thread
+    assert fanout.slots(DaskParams()) == 1
+
+
+@pytest.mark.parametrize("schema", ["as generated", "with a column too many"])
+def test_validation_in_units_judges_as_one_run(seeded: Path, scheduler: str, schema: str) -> None:
+    """A batch with broken rows (a duplicate, an impossible board, a missing move, a missing
+    policy) gets the same rows quarantined for the same reasons, and the same report, in 1 unit
+    and in 3 (2 parts on the 2-worker cluster, 1 in this process); with a column too many the
+    schema rule (judged on no rows in units) rejects the batch alike."""
     from tasks import domains
     from tasks.steps.validate import known_row_ids, validate_batch
     from tasks.steps.validate_units import Plan
@@ -161,19 +179,29 @@ def test_validation_in_units_judges_as_one_run(seeded: Path) -> None:
                 .then(None)
                 .otherwise(pl.col("move"))
                 .alias("move"),
+                pl.when(pl.int_range(pl.len()) == 70)
+                .then(None)
+                .otherwise(pl.col("policy"))
+                .alias("policy"),
             ),
             rows.slice(60, 1),  # a row again: a duplicate row id
         ]
     )
+    if schema != "as generated":
+        broken = broken.with_columns(pl.lit(1).alias("extra"))
     domain = domains.load("tictactoe")
     known = known_row_ids(layout.trainset("c0"))
     args = (broken, domain, cfg.domain, cfg.params.validate_, known, "c1")
     whole = validate_batch(*args)
-    in_units = validate_batch(*args, Plan(3, DaskParams(), "validate@c1"))
-    assert whole.quarantine.height >= 3  # each broken row, and the broken games' other rows
-    assert in_units.quarantine.equals(whole.quarantine)
-    assert in_units.accepted.equals(whole.accepted)
-    assert in_units.report == whole.report
+    assert whole.quarantine.height >= 4  # each broken row, and the broken games' other rows
+    if "extra" in broken.columns:
+        assert whole.report["verdict"] == "rejected"
+        assert "schema_mismatch" in json.dumps(whole.report["failed_rules"])
+    for dask in (DaskParams(address=scheduler), DaskParams()):
+        in_units = validate_batch(*args, Plan(3, dask, "validate@c1"))
+        assert in_units.quarantine.equals(whole.quarantine), dask
+        assert in_units.accepted.equals(whole.accepted), dask
+        assert in_units.report == whole.report, dask
 
 
 def test_the_flow_runs_each_unit_as_a_task_run(
