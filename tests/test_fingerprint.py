@@ -3,9 +3,11 @@ every `<step>@cK` depends on (tasks/engine/fingerprint.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
+from dvc.repo import Repo
 from typer.testing import CliRunner
 
 from tasks.cli.app import app
@@ -101,3 +103,27 @@ def test_a_dvc_yaml_without_the_fingerprint_stage_is_named(tmp_path: Path) -> No
         app, ["fingerprint", "bootstrap", "--params", str(root / "params.yaml")]
     )
     assert unknown.exit_code == 2 and "unknown step bootstrap" in unknown.output
+
+
+def test_record_commits_exactly_the_fingerprint_stages_dvc_would_run(tmp_path: Path) -> None:
+    """What the flow does before its status: write the fingerprints, record the stale ones in
+    dvc.lock; afterwards DVC finds every fingerprint stage current."""
+    root = make_workspace(tmp_path / "repo", cycles=1)
+    raw = config.load(root / "params.yaml").raw
+
+    def dvc_stale() -> set[str]:
+        with contextlib.chdir(root):  # DVC resolves targets from the working directory
+            found = Repo(str(root)).status(targets=fingerprint.stages())
+        return {address.rpartition(":")[2] for address in found}
+
+    assert fingerprint.record(root, raw) == fingerprint.stages()  # nothing recorded yet
+    assert dvc_stale() == set()
+    assert fingerprint.record(root, raw) == []
+
+    quality = root / "tasks/engine/quality.py"
+    quality.write_text(quality.read_text() + "\n# an edit\n")
+    assert fingerprint.record(root, raw) == ["fingerprint-validate"]
+    own = root / fingerprint.OWN  # how the file is written: no file changes, every stage reruns
+    own.write_text(own.read_text() + "\n# an edit\n")
+    assert fingerprint.record(root, raw) == fingerprint.stages()
+    assert dvc_stale() == set()

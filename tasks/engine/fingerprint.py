@@ -115,27 +115,48 @@ def write(root: Path, raw: dict[str, Any], step: str) -> bool:
 
 
 def record(root: Path, raw: dict[str, Any]) -> list[str]:
-    """Write every cycle step's fingerprint and record in dvc.lock those whose file differs from
-    what dvc.lock holds for it (what `dvc repro -P` would run first); returns those stages. The
-    file is a function of exactly the stage's deps and params, so it matching its record is the
-    stage being current, answered without a `dvc status`. The flow calls this before its one
-    status of the pipeline, so that status sees the cycle stages a change made stale."""
+    """Write every cycle step's fingerprint and record in dvc.lock those whose file, or this
+    module, differs from what dvc.lock holds for it (what `dvc repro -P` would run first);
+    returns those stages. The file is a function of exactly the stage's other deps and params,
+    so that match is the stage being current, answered without a `dvc status`. The flow calls
+    this before its one status of the pipeline, so that status sees what a change made stale."""
     from tasks.engine import dvcrepo
 
-    layout = Layout(root)
     for step in CYCLE_STEPS:
         write(root, raw, step)
-    recorded = dvcrepo.lock_outs(root, stages())
-    stale = [
-        stage(step)
-        for step in CYCLE_STEPS
-        if recorded[stage(step)] != [file_md5(layout.fingerprint(step))]
-    ]
+    entries = _locked(root)
+    own = {OWN: file_md5(root / OWN)} if (root / OWN).is_file() else {}
+    stale = []
+    for step in CYCLE_STEPS:
+        path = Layout(root).fingerprint(step)
+        written = {path.relative_to(root).as_posix(): file_md5(path)}
+        entry = entries.get(stage(step))
+        if _hashes(entry, "outs") != written or not own.items() <= _hashes(entry, "deps").items():
+            stale.append(stage(step))
     if stale:
         repo = dvcrepo.open_repo(root)
         for name in stale:
             dvcrepo.commit(repo, name)
     return stale
+
+
+def _locked(root: Path) -> dict[str, Any]:
+    """The root dvc.lock's stage entries ({} when it is missing or unreadable: all stale)."""
+    try:
+        data = yaml.load((root / "dvc.lock").read_text(encoding="utf-8"), Loader=_LOADER)
+    except (OSError, yaml.YAMLError):
+        return {}
+    stages = data.get("stages") if isinstance(data, dict) else None
+    return stages if isinstance(stages, dict) else {}
+
+
+def _hashes(entry: Any, kind: str) -> dict[str, str]:
+    """path -> md5 of a lock entry's `deps` or `outs`."""
+    items = entry.get(kind) if isinstance(entry, dict) else None
+    return {str(i.get("path")): str(i.get("md5")) for i in items or [] if isinstance(i, dict)}
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _skipped(relative: Path) -> bool:
