@@ -412,9 +412,9 @@ def cycle_stages(cycle: str) -> list[str]:
     return [stage_name(step, cycle) for step in CYCLE_STEPS]
 
 
-def lock_outs(root: Path, stages: list[str]) -> dict[str, list[str]]:
-    """The out hashes the `dvc.lock` files record for `stages` (stage -> md5s): what a push
-    sends. Reads only the locks that hold them (a cycle's own, `Layout.lock_of`)."""
+def lock_entries(root: Path, stages: list[str]) -> dict[str, Any]:
+    """The `dvc.lock` entries of `stages` that exist (stage -> entry), reading only the locks
+    that hold them (a cycle's own, `Layout.lock_of`); a missing or unreadable lock has none."""
     import yaml
 
     loader, layout = getattr(yaml, "CSafeLoader", yaml.SafeLoader), Layout(root)
@@ -424,6 +424,13 @@ def lock_outs(root: Path, stages: list[str]) -> dict[str, list[str]]:
             entries.update((yaml.load(lock.read_text(), Loader=loader) or {}).get("stages") or {})
         except (OSError, yaml.YAMLError, AttributeError):
             continue
+    return entries
+
+
+def lock_outs(root: Path, stages: list[str]) -> dict[str, list[str]]:
+    """The out hashes the `dvc.lock` files record for `stages` (stage -> md5s): what a push
+    sends."""
+    entries = lock_entries(root, stages)
     return {
         stage: sorted(str(out.get("md5")) for out in (entries.get(stage) or {}).get("outs", []))
         for stage in stages

@@ -138,6 +138,14 @@ def write_user_file(
         raise UserPathError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
+def read_text_or_none(path: Path) -> str | None:
+    """A UTF-8 file's text, or None when it cannot be read (missing, a directory)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 

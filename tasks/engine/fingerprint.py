@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from tasks.engine.files import atomic_path, file_md5, json_text
+from tasks.engine.files import atomic_path, file_md5, json_text, read_text_or_none
 from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.params_file import ConfigError
 
@@ -107,7 +107,7 @@ def write(root: Path, raw: dict[str, Any], step: str) -> bool:
     True when it changed."""
     path = Layout(root).fingerprint(step)
     text = json_text(compute(root, raw, step))
-    if _read(path) == text:
+    if read_text_or_none(path) == text:
         return False
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -124,7 +124,7 @@ def record(root: Path, raw: dict[str, Any]) -> list[str]:
 
     for step in CYCLE_STEPS:
         write(root, raw, step)
-    entries = _locked(root)
+    entries = dvcrepo.lock_entries(root, stages())
     own = {OWN: file_md5(root / OWN)} if (root / OWN).is_file() else {}
     stale = []
     for step in CYCLE_STEPS:
@@ -140,23 +140,10 @@ def record(root: Path, raw: dict[str, Any]) -> list[str]:
     return stale
 
 
-def _locked(root: Path) -> dict[str, Any]:
-    """The root dvc.lock's stage entries ({} when it is missing or unreadable: all stale)."""
-    try:
-        data = yaml.load((root / "dvc.lock").read_text(encoding="utf-8"), Loader=_LOADER)
-    except (OSError, yaml.YAMLError):
-        return {}
-    stages = data.get("stages") if isinstance(data, dict) else None
-    return stages if isinstance(stages, dict) else {}
-
-
 def _hashes(entry: Any, kind: str) -> dict[str, str]:
     """path -> md5 of a lock entry's `deps` or `outs`."""
     items = entry.get(kind) if isinstance(entry, dict) else None
     return {str(i.get("path")): str(i.get("md5")) for i in items or [] if isinstance(i, dict)}
-
-
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _skipped(relative: Path) -> bool:
@@ -171,10 +158,3 @@ def _value(raw: dict[str, Any], key: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return None

@@ -21,7 +21,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.engine.files import atomic_path
+from tasks.engine.files import atomic_path, read_text_or_none
 from tasks.engine.layout import PIPELINE_DIR, PIPELINE_TEMPLATE, Layout
 from tasks.engine.params_file import ConfigError
 
@@ -73,7 +73,7 @@ def sync(root: Path, cycles: dict[str, str], text: str | None = None) -> Synced:
     layout, written = Layout(root), []
     for cycle, prev in cycles.items():
         path, wanted = layout.pipeline(cycle), render(text, cycle, prev)
-        if _read(path) != wanted:
+        if read_text_or_none(path) != wanted:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 tmp.write_text(wanted, encoding="utf-8")
@@ -105,18 +105,11 @@ def out_of_date(root: Path, cycle: str, prev: str) -> str | None:
     """Why `pipeline/<cycle>/dvc.yaml` does not match the template and params.yaml (what
     `flywheel step` checks before it runs a stage of the cycle), or None when it does."""
     path = Layout(root).pipeline(cycle)
-    text = _read(root / PIPELINE_TEMPLATE)
+    text = read_text_or_none(root / PIPELINE_TEMPLATE)
     if text is None:
         return f"{root / PIPELINE_TEMPLATE}: the template of a cycle's stages is missing"
-    found = _read(path)
+    found = read_text_or_none(path)
     if found == render(text, cycle, prev):
         return None
     what = "is missing" if found is None else f"differs from {PIPELINE_TEMPLATE} for {cycle}"
     return f"{path} {what}: run `flywheel stages` to write it from params.yaml's cycles"
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return None
