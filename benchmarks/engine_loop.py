@@ -77,8 +77,9 @@ def cycle_record(workspace: Path, cycle: str) -> dict[str, Any]:
     accepted = pl.read_parquet(folder / "accepted.parquet")
     proposed = pl.read_parquet(folder / "candidates.parquet")
     counts = Counter(proposed["label"].to_list())
+    shards = json.loads((folder / "snapshot.json").read_text())["shards"]
     trainset = pl.concat(
-        [pl.read_parquet(p) for p in sorted((folder / "trainset").glob("c*.parquet"))]
+        [pl.read_parquet(folder.parents[1] / s["path"]) for n, s in shards.items() if n[0] == "c"]
         or [accepted.clear()]
     )
     return record | {

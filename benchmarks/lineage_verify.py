@@ -93,8 +93,9 @@ def input_checks(root: Path, scratch: Path, cycle: str) -> dict[str, Any]:
 
 
 def flip_shard(root: Path) -> None:
-    shard = next((root / "cycles" / "c1" / "trainset").glob("c1.parquet"), None)
-    shard = shard or root / "cycles" / "c1" / "trainset" / "seed.parquet"
+    shards = json.loads((root / "cycles" / "c1" / "snapshot.json").read_text())["shards"]
+    shard = root / shards.get("c1.parquet", shards["seed.parquet"])["path"]
+    os.chmod(shard, 0o644)  # DVC's cache links are read-only
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 1
     shard.write_bytes(bytes(data))

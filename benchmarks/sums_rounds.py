@@ -9,7 +9,7 @@ executor's keep rule is the domain's own `check_columns`), one thread.
 `--set` overrides the defaults of the `sums` section (a JSON object). Prints, per round, the
 frontier rule's record and the candidate's exact match per length 1..`--eval-digits`.
 
-`--consolidate <run>/cycles/c16/trainset` instead trains the model once more, `train.steps`
+`--consolidate <run>/cycles/c16/snapshot.json` instead trains the model once more, `train.steps`
 steps as a round would, on that training set (no new round), and prints exact match per length
 before and after: does more training lift a length that has levelled off?
 """
@@ -37,6 +37,7 @@ from tasks.domains.sums.network import Ensemble  # noqa: E402
 from tasks.domains.sums.training import SumsLM, loader  # noqa: E402
 from tasks.engine import gate, models, training  # noqa: E402
 from tasks.engine.config import PromoteParams, TrainerParams  # noqa: E402
+from tasks.engine.layout import Layout  # noqa: E402
 from tasks.engine.records import Evaluated  # noqa: E402
 from tasks.steps.promote import decide  # noqa: E402
 from tasks.steps.snapshot import read_trainset  # noqa: E402
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--eval-digits", type=int, default=13)
     parser.add_argument("--seed", type=int, default=0, help="the prepared data's seed")
-    parser.add_argument("--consolidate", type=Path, help="a run's cycles/<c>/trainset folder")
+    parser.add_argument("--consolidate", type=Path, help="a run's cycles/<c>/snapshot.json")
     parser.add_argument("--fit-seed", type=int, default=99, help="--consolidate: the fit's seed")
     args = parser.parse_args(argv)
     cfg = Config.model_validate(json.loads(args.set))
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     best = sampling.evaluate(champion, prepared.eval, cfg)
     print("c0" if args.consolidate is None else "before", per_length(best), flush=True)
     if args.consolidate is not None:
-        trainset = read_trainset(args.consolidate)
+        frozen = args.consolidate.resolve()  # <run>/cycles/<c>/snapshot.json
+        trainset = read_trainset(Layout(frozen.parents[2]), frozen.parent.name)
         training.prepare(params, args.fit_seed)
         batches = loader(trainset, cfg, args.fit_seed)
         training.fit(SumsLM(champion, cfg), batches, cfg.train.steps, params)

@@ -41,13 +41,14 @@ def out_objects(workspace: Path, out: dict[str, Any]) -> list[str]:
 
 def category(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
+    if name == "snapshot.json":
+        return "trainset manifest"
     if name.endswith(".json"):
         return "records (json)"
     return {
         "candidates.parquet": "candidates",
         "accepted.parquet": "accepted",
         "quarantine.parquet": "quarantine",
-        "trainset": "trainset snapshot",
         "candidate": "candidate model",
         "champion": "champion model",
     }.get(name, name)
@@ -63,9 +64,11 @@ def push_groups(cycles: list[str]) -> dict[str, list[str]]:
 def attribute(workspace: Path, cycles: list[str]) -> dict[str, dict[str, Any]]:
     """Per push: the objects new to the remote, by category, and the snapshot's own new bytes.
 
-    Categories follow push order, so a file that two outputs share (accepted.parquet and the
-    trainset's new shard are the same bytes) counts once, under the first. `snapshot_bytes` is
-    what the trainset alone added to the remote, whichever output brought its bytes first.
+    Categories follow push order, so a file that two outputs share (accepted.parquet and
+    candidates.parquet when nothing was quarantined) counts once, under the first.
+    `snapshot_bytes` is what the training set added to the remote: its new shard (validate's
+    accepted.parquet, which the snapshot's manifest names) and the manifest, whichever output
+    brought their bytes first.
     """
     stages = {  # the root's dvc.lock and each cycle's
         name: entry
@@ -84,7 +87,7 @@ def attribute(workspace: Path, cycles: list[str]) -> dict[str, dict[str, Any]]:
                 kind = category(out["path"])
                 for md5 in out_objects(workspace, out):
                     size = object_path(remote, md5).stat().st_size
-                    if kind == "trainset snapshot" and md5 not in before:
+                    if kind in ("accepted", "trainset manifest") and md5 not in before:
                         snapshot_bytes += size
                     if md5 not in seen:
                         seen.add(md5)
@@ -152,7 +155,8 @@ def run(scale: Scale) -> dict[str, Any]:
     for cycle in cycles:
         snapshot = json.loads((ws / "cycles" / cycle / "snapshot.json").read_text())
         shard = snapshot["new_shard"]
-        shard_bytes = (ws / "cycles" / cycle / "trainset" / shard).stat().st_size if shard else 0
+        path = snapshot["shards"][shard]["path"] if shard else None
+        shard_bytes = (ws / path).stat().st_size if path else 0
         snap_sent = sent[cycle]["snapshot_bytes"]
         rows.append(
             {

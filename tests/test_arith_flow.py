@@ -49,7 +49,7 @@ def test_only_verified_solutions_reach_the_training_set(arith_run: Path) -> None
     reasons = set(quarantine["reasons"].explode())
     assert reasons <= {"malformed", "wrong_answer", "right_answer_wrong_steps"}
     assert (accepted["solution"].str.extract(r";(\d+)$").cast(pl.Int64) == accepted["answer"]).all()
-    trainset = read_trainset(layout.trainset("c1"))
+    trainset = read_trainset(layout, "c1")
     assert trainset.height == 2 * 40 + accepted.height
 
 

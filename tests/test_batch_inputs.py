@@ -25,6 +25,7 @@ from tasks.domains.digits.config import Config as DigitsConfig
 from tasks.engine.batches import read_batch
 from tasks.engine.config import ValidateParams, parse
 from tasks.engine.layout import Layout
+from tasks.steps import snapshot
 from tasks.steps.validate import (
     BATCH_REJECTED,
     exact,
@@ -309,8 +310,9 @@ def test_the_validate_step_conforms_engine_candidates_the_same_way(honest, tmp_p
     narrow integers (as a tabular domain's writer might make it) publishes schema dtypes."""
     cfg = parse({"cycles": {"c1": {"prev": "c0"}}}, tmp_path)
     layout = Layout(tmp_path)
-    layout.trainset("c0").mkdir(parents=True)
-    pl.DataFrame(schema=SCHEMA).write_parquet(layout.trainset("c0") / "seed.parquet")
+    layout.seed.parent.mkdir(parents=True)
+    pl.DataFrame(schema=SCHEMA).write_parquet(layout.seed)
+    snapshot.freeze_seed(layout)
     layout.candidates("c1").parent.mkdir(parents=True)
     shutil.copy(DATA / "narrow_ints.parquet", layout.candidates("c1"))
     result = run(cfg, "c1")

@@ -51,6 +51,26 @@ def test_unknown_domain_lists_the_available_ones() -> None:
         parse({"domain": {"name": "chess"}})
 
 
+def test_a_params_file_is_read_again_after_any_edit(tmp_path: Path) -> None:
+    """load() parses a text once (a flow reads params around every stage): an edit, even one
+    that keeps the file's size and lands within the same clock tick, is read; a file broken
+    after a good load is refused, not served from memory."""
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    first = config.load(path)
+    assert config.load(path) is first  # unchanged text: parsed once
+    text = path.read_text()
+    path.write_text(text.replace("seed: 0", "seed: 7", 1))  # same size
+    assert config.load(path).seed == 7 and first.seed == 0
+    path.write_text(text + "bogus: {}\n")
+    with pytest.raises(config.ConfigError, match="bogus"):
+        config.load(path)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(REPO / "params.yaml", other / "params.yaml")
+    assert config.load(other / "params.yaml").root == other  # same text, its own root
+
+
 def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "params.yaml"
     bad.write_text("domain: [unclosed\n")

@@ -148,23 +148,28 @@ def test_the_train_step_on_two_processes_writes_one_model_and_one_record(
 ) -> None:
     """The step as `dvc repro` and the flow run it, with `trainer.devices: 2`: the same weights
     as the watched run above (same seed, same process count: deterministic), published once."""
+    from tasks.engine.layout import SEED_SHARD, Layout
+    from tasks.steps import snapshot
     from tasks.steps.train import cycle_seed, train_candidate  # here: each process imports
     # this module (for Seen), and it need not import every step
 
     monkeypatch.chdir(tmp_path)  # a stray file written to the working directory shows below
-    (tmp_path / "trainset").mkdir()
-    digits["prepared"].seed.write_parquet(tmp_path / "trainset" / "seed.parquet")
+    layout = Layout(tmp_path)  # cycle c1's training set: the seed alone
+    layout.seed.parent.mkdir(parents=True)
+    digits["prepared"].seed.write_parquet(layout.seed)
+    snapshot.freeze(layout, "c1", {SEED_SHARD: snapshot.shard_entry(layout, layout.seed)}, None)
     raw = {"domain": {"name": "digits"}, "digits": {"train": {"steps": 1}}}
     one = parse(raw, tmp_path)
     two = parse(raw | {"trainer": {"devices": 2, "strategy": "ddp"}}, tmp_path)
     assert two.params.trainer == DDP and cycle_seed(two, "c1") == 1  # as the watched run
-    result = train_candidate(two, "c1", tmp_path / "trainset", "accepted", tmp_path / "two")
-    train_candidate(one, "c1", tmp_path / "trainset", "accepted", tmp_path / "one")
+    result = train_candidate(two, "c1", "accepted", tmp_path / "two")
+    train_candidate(one, "c1", "accepted", tmp_path / "one")
 
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
     assert written == [
+        "cycles", "cycles/c1", "cycles/c1/snapshot.json",
+        "data", "data/prepared", "data/prepared/seed.parquet",
         "one", "one/model.pt", "one/train.json",
-        "trainset", "trainset/seed.parquet",
         "two", "two/model.pt", "two/train.json",
     ]  # fmt: skip
     network, _, _ = models.load(tmp_path / "two" / "model.pt", "digits")

@@ -106,8 +106,10 @@ def test_editing_an_engine_module_reruns_only_the_stages_that_run_it(workspace: 
         assert stale(workspace) == every("validate")
     with edited(workspace / "tasks/engine/training.py"):
         assert stale(workspace) == {"bootstrap"} | every("train")
-    with edited(workspace / "tasks/steps/snapshot.py"):  # read_trainset: generate, train too
-        assert stale(workspace) == {"bootstrap"} | every("generate", "snapshot", "train")
+    with edited(workspace / "tasks/steps/snapshot.py"):  # read_trainset: validate... too
+        assert stale(workspace) == {"bootstrap"} | every(
+            "generate", "validate", "snapshot", "train"
+        )
 
 
 def test_editing_another_domains_code_reruns_nothing(workspace: Path) -> None:

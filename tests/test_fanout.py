@@ -190,7 +190,7 @@ def test_validation_in_units_judges_as_one_run(seeded: Path, scheduler: str, sch
     if schema != "as generated":
         broken = broken.with_columns(pl.lit(1).alias("extra"))
     domain = domains.load("tictactoe")
-    known = known_row_ids(layout.trainset("c0"))
+    known = known_row_ids(layout, "c0")
     args = (broken, domain, cfg.domain, cfg.params.validate_, known, "c1")
     whole = validate_batch(*args)
     assert whole.quarantine.height >= 4  # each broken row, and the broken games' other rows

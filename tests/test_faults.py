@@ -152,7 +152,7 @@ def test_sigkill_mid_cycle_then_rerun_resumes(killed: Killed) -> None:
     assert len(keys) == len(set(keys)) == 23  # every step recorded exactly once
     assert keys[-6:] == [(stage_name(step, "c3"), step) for step in CYCLE_STEPS]
     assert lineage.verify(layout.ledger) == []
-    trainset = read_trainset(layout.trainset("c3"))
+    trainset = read_trainset(layout, "c3")
     accepted = sum(pl.read_parquet(layout.accepted(c)).height for c in ("c1", "c2", "c3"))
     assert trainset["row_id"].n_unique() == trainset.height == 50 + accepted
     assert "up to date" in dvc(root, "status").stdout
@@ -186,7 +186,7 @@ def test_sigkill_then_rerun_verifies_intact(killed: Killed) -> None:
 
 def poison(layout: Layout, cycle: str, prev: str) -> None:
     """Labels collapsed onto one class, rows duplicated, pixels out of range."""
-    known = read_trainset(layout.trainset(prev))["row_id"].implode()
+    known = read_trainset(layout, prev)["row_id"].implode()
     fresh = pl.read_parquet(layout.pool).filter(~pl.col("row_id").is_in(known)).head(60)
     rows = fresh.with_columns(
         pl.lit(int(cycle[1:]), pl.Int64).alias("cycle"),

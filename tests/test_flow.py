@@ -11,7 +11,7 @@ from tasks.engine import lineage
 from tasks.engine.files import file_md5
 from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.status import FIELDS, cycles
-from tasks.steps.snapshot import read_trainset
+from tasks.steps.snapshot import dataset_md5, manifest, read_trainset
 from tests.conftest import assert_champion_follows_the_gate, dvc, locked_stages
 
 
@@ -47,13 +47,20 @@ def test_each_champion_is_the_gates_choice(finished_run: Path) -> None:
 
 def test_training_set_accumulates_and_keeps_provenance(finished_run: Path) -> None:
     layout = Layout(finished_run)
-    c1, c2 = read_trainset(layout.trainset("c1")), read_trainset(layout.trainset("c2"))
+    c1, c2 = read_trainset(layout, "c1"), read_trainset(layout, "c2")
     accepted_c2 = pl.read_parquet(layout.accepted("c2"))
     assert c2.height == c1.height + accepted_c2.height
     assert c2["row_id"].n_unique() == c2.height  # no row twice
     assert set(c1["row_id"]) <= set(c2["row_id"])  # never drop data
-    for shard in ("seed.parquet", "c1.parquet"):  # earlier shards are byte-identical copies
-        assert file_md5(layout.trainset("c1") / shard) == file_md5(layout.trainset("c2") / shard)
+    first, second = manifest(layout, "c1"), manifest(layout, "c2")
+    assert list(first) == ["seed.parquet", "c1.parquet"]  # earlier shards: the same files
+    assert {k: second[k] for k in first} == first
+    assert second["c2.parquet"] == {
+        "path": "cycles/c2/accepted.parquet",
+        "md5": file_md5(layout.accepted("c2")),
+        "rows": accepted_c2.height,
+    }
+    assert first["seed.parquet"]["path"] == "data/prepared/seed.parquet"
     generated = c2.filter(pl.col("cycle") > 0)
     assert generated.height > 0
     assert (
@@ -81,9 +88,10 @@ def test_ledger_has_one_verified_record_per_step(finished_run: Path) -> None:
         cycle = row["cycle"]
         stage = "bootstrap" if cycle == "c0" else f"snapshot@{cycle}"
         snapshot = next(r for r in records if (r["stage"], r["step"]) == (stage, "snapshot"))
-        trainset = f"cycles/{cycle}/trainset"
-        assert row["snapshot"] == snapshot["outputs"][trainset]
-        assert row["snapshot"] == lock_md5(finished_run, stage, trainset)
+        frozen = f"cycles/{cycle}/snapshot.json"  # the manifest: dataset version and shards
+        assert snapshot["outputs"][frozen] == lock_md5(finished_run, stage, frozen)
+        assert snapshot["outputs"][frozen] == file_md5(layout.snapshot(cycle))
+        assert row["snapshot"] == dataset_md5(manifest(layout, cycle))
         if cycle != "c0":
             accepted = layout.accepted(cycle)
             assert snapshot["inputs"][f"cycles/{cycle}/accepted.parquet"] == file_md5(accepted)

@@ -123,7 +123,7 @@ def test_a_model_id_a_dataset_md5_and_a_cycle_name_the_same_chain(finished_run: 
     assert by_model["target"]["kind"] == "model" and by_model["target"]["cycle"] == "c1"
     assert by_dataset["target"]["kind"] == "dataset"
     assert by_dataset["target"]["content_hash"] == rows["c1"]["snapshot"]
-    assert by_dataset["target"]["path"] == "cycles/c1/trainset"
+    assert by_dataset["target"]["path"] == "cycles/c1/snapshot.json"
     assert by_model["cycles"] == by_cycle["cycles"] == by_dataset["cycles"]
 
 
@@ -135,11 +135,11 @@ def test_the_tree_prints_the_same_facts_for_a_person(finished_run: Path) -> None
     assert lines[0] == "cycle c2: chain of cycle c2 back to the seed"
     for cycle in ("c2", "c1"):
         row = rows[cycle]
-        trainset = f"cycles/{cycle}/trainset"
+        frozen = f"cycles/{cycle}/snapshot.json"
         assert any(
-            f"out {trainset}" in line and line.endswith(lock[f"snapshot@{cycle}"]["outs"][trainset])
+            f"out {frozen}" in line and line.endswith(lock[f"snapshot@{cycle}"]["outs"][frozen])
             for line in lines
-        ), trainset
+        ), frozen
         decision = "promoted" if row["promoted"] else "kept the champion"
         assert f"promote@{cycle}  {decision}: {row['reason']}" in text
         assert f"{row['accepted_rows']} accepted, {row['quarantined_rows']} quarantined" in text

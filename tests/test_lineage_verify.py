@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -19,12 +20,13 @@ from typer.testing import CliRunner
 from tasks.audit import verify as audit
 from tasks.cli.app import app
 from tasks.engine import config, dvcrepo, fingerprint, integrity, lineage
-from tasks.engine.files import content_hash, file_md5, read_json
+from tasks.engine.files import file_md5, read_json
 from tasks.engine.integrity import short
 from tasks.engine.layout import CYCLE_STEPS, Layout
 from tasks.engine.params_update import update_params_file
 from tasks.engine.runner import run_step
 from tasks.steps import SNAPSHOT
+from tasks.steps.snapshot import SnapshotError, read_trainset
 from tests.conftest import dvc, locked_stages
 from tests.test_s3 import S3, s3  # noqa: F401 (the moto server fixture)
 
@@ -73,9 +75,11 @@ def cache_object(root: Path, md5: str) -> Path:
 
 def shard(root: Path) -> str:
     """The shard cycle 1's snapshot added (the accepted batch)."""
-    new = read_json(root / "cycles" / "c1" / "snapshot.json")["new_shard"]
-    assert new, "the finished run's cycle 1 must accept a batch"
-    return f"cycles/c1/trainset/{new}"
+    snapshot = read_json(root / "cycles" / "c1" / "snapshot.json")
+    assert snapshot["new_shard"], "the finished run's cycle 1 must accept a batch"
+    path = snapshot["shards"][snapshot["new_shard"]]["path"]
+    assert path == "cycles/c1/accepted.parquet"  # validate's output, not a copy
+    return str(path)
 
 
 def ledger_lines(root: Path) -> list[str]:
@@ -132,10 +136,10 @@ def case_shard_in_workspace(root: Path) -> list[str]:
     path = shard(root)
     old = file_md5(root / path)
     flip(root / path)
-    seq = seq_of(root, "snapshot@c1")
+    seq = seq_of(root, "validate@c1")
     return [
-        f"{path}: md5 {short(file_md5(root / path))}, recorded {short(old)} "
-        f"(stage snapshot@c1, ledger record {seq})"
+        f"{path}: md5 {short(file_md5(root / path))}, dvc.lock records {short(old)} "
+        f"(stage validate@c1, ledger record {seq})"
     ]
 
 
@@ -161,25 +165,42 @@ def case_model_swapped_for_another_cycles(root: Path) -> list[str]:
     ]
 
 
+SNAPSHOT_C1 = "cycles/c1/snapshot.json"
+
+
 def case_snapshot_deleted(root: Path) -> list[str]:
-    shutil.rmtree(root / "cycles" / "c1" / "trainset")
-    md5 = lock_out(root, "snapshot@c1", "cycles/c1/trainset")
+    md5 = lock_out(root, "snapshot@c1", SNAPSHOT_C1)
+    (root / SNAPSHOT_C1).unlink()
     seq = seq_of(root, "snapshot@c1")
     return [
-        f"cycles/c1/trainset: missing from the workspace (recorded {short(md5)}) "
+        f"{SNAPSHOT_C1}: missing from the workspace (recorded {short(md5)}) "
         f"(stage snapshot@c1, ledger record {seq})"
     ]
 
 
 def case_snapshot_gone_from_workspace_and_cache(root: Path) -> list[str]:
-    md5 = lock_out(root, "snapshot@c1", "cycles/c1/trainset")
-    shutil.rmtree(root / "cycles" / "c1" / "trainset")
+    md5 = lock_out(root, "snapshot@c1", SNAPSHOT_C1)
+    (root / SNAPSHOT_C1).unlink()
     cache_object(root, md5).unlink()  # its manifest: the version can no longer be rebuilt
     return [
-        f"cycles/c1/trainset: missing from the workspace (recorded {short(md5)}) "
+        f"{SNAPSHOT_C1}: missing from the workspace (recorded {short(md5)}) "
         f"(stage snapshot@c1, ledger record {seq_of(root, 'snapshot@c1')})",
-        f"cycles/c1/trainset: a model's training snapshot (md5 {short(md5)}) is in neither the "
+        f"{SNAPSHOT_C1}: a model's training snapshot (md5 {short(md5)}) is in neither the "
         f"workspace nor the cache (stage train@c1, ledger record {seq_of(root, 'train@c1')})",
+    ]
+
+
+def case_shard_gone_from_workspace_and_cache(root: Path) -> list[str]:
+    path = shard(root)
+    md5 = file_md5(root / path)
+    (root / path).unlink()
+    cache_object(root, md5).unlink()  # the rows themselves: no model's training set is whole
+    return [
+        f"{path}: missing from the workspace (recorded {short(md5)}) "
+        f"(stage validate@c1, ledger record {seq_of(root, 'validate@c1')})",
+        f"{path}: shard c1.parquet of the training snapshot {SNAPSHOT_C1} (md5 {short(md5)}) is "
+        "in neither the workspace nor the cache "
+        f"(stage train@c1, ledger record {seq_of(root, 'train@c1')})",
     ]
 
 
@@ -291,6 +312,7 @@ CASES: dict[str, Callable[[Path], list[str]]] = {
     "model swapped for another cycle's": case_model_swapped_for_another_cycles,
     "snapshot deleted": case_snapshot_deleted,
     "snapshot gone from the workspace and the cache": case_snapshot_gone_from_workspace_and_cache,
+    "shard gone from the workspace and the cache": case_shard_gone_from_workspace_and_cache,
     "model deleted": case_model_deleted,
     "ledger line edited": case_ledger_line_edited,
     "ledger line removed": case_ledger_line_removed,
@@ -352,31 +374,46 @@ def fresh_clone(root: Path) -> None:
         shutil.rmtree(root / wiped)
 
 
-def test_a_poisoned_pull_stops_the_next_step_naming_the_file(ws: Path) -> None:
-    poison_remote(ws)
-    fresh_clone(ws)
-    assert dvc(ws, "remote", "modify", "flywheel", "verify", "false").returncode == 0
-    assert dvc(ws, "pull").returncode == 0  # without verification DVC takes the object ...
-    assert "up to date" in dvc(ws, "status").stdout  # ... and sees nothing wrong
+def generate_c3(ws: Path) -> Any:
     update_params_file(ws / "params.yaml", [], 3)
-    trainset = "cycles/c2/trainset"
-    new = read_json(ws / "cycles" / "c2" / "snapshot.json")["shards"]
-    name = read_json(ws / "cycles" / "c1" / "snapshot.json")["new_shard"]
-    here = short(file_md5(ws / trainset / name))
-
-    result = runner.invoke(
+    return runner.invoke(
         app, ["step", "generate", "--cycle", "c3", "--params", str(ws / "params.yaml")]
     )
 
+
+def test_a_poisoned_object_is_refused_even_unverified_and_no_step_runs(ws: Path) -> None:
+    path = poison_remote(ws)
+    fresh_clone(ws)
+    assert dvc(ws, "remote", "modify", "flywheel", "verify", "false").returncode == 0
+    pulled = dvc(ws, "pull")  # DVC checks a file's object as it fetches it, verify or not
+    assert pulled.returncode != 0 and path in pulled.stderr
+    assert not (ws / path).exists()
+
+    result = generate_c3(ws)
+
     assert result.exit_code == 1
-    assert "error: generate@c3 failed: IntegrityError: inputs differ from what was recorded" in (
-        result.stderr
-    )
     assert (
-        f"  {trainset}/{name}: md5 {here}, recorded {short(new[name]['md5'])} by dvc.lock "
-        "(snapshot@c2)" in result.stderr.splitlines()
-    )
+        "error: generate@c3 failed: SnapshotError: "
+        f"{ws / 'cycles' / 'c2' / 'snapshot.json'}: shard c1.parquet ({path}) is missing"
+    ) in result.stderr
     assert not (ws / "cycles" / "c3").exists()  # the step never ran
+
+
+def test_a_shard_changed_after_its_snapshot_stops_the_next_step_naming_it(ws: Path) -> None:
+    path = shard(ws)
+    rows = pl.read_parquet(ws / path)
+    os.unlink(ws / path)  # a hand edit (the file is a link to the cache's read-only object)
+    rows.with_columns(pl.lit(3, rows["label"].dtype).alias("label")).write_parquet(ws / path)
+    recorded = read_json(ws / "cycles" / "c2" / "snapshot.json")["shards"]["c1.parquet"]["md5"]
+
+    result = generate_c3(ws)
+
+    assert result.exit_code == 1
+    assert (
+        f"error: generate@c3 failed: SnapshotError: {path}: md5 {file_md5(ws / path)} is not "
+        f"the {recorded} that cycles/c2/snapshot.json records for shard c1.parquet"
+    ) in result.stderr
+    assert not (ws / "cycles" / "c3").exists()
 
 
 def test_the_remote_refuses_a_poisoned_object_at_pull(ws: Path) -> None:
@@ -385,11 +422,10 @@ def test_the_remote_refuses_a_poisoned_object_at_pull(ws: Path) -> None:
     cfg = config.load(ws / "params.yaml")
     dvcrepo.configure_remote(dvcrepo.open_repo(ws), cfg.params.remote)  # as every run does
     pulled = dvc(ws, "pull")
-    assert pulled.returncode != 0 and "cycles/c1/trainset" in pulled.stderr
+    assert pulled.returncode != 0 and path in pulled.stderr
     assert not (ws / path).exists()
-    update_params_file(ws / "params.yaml", [], 3)
-    with pytest.raises(integrity.IntegrityError, match=r"cycles/c2/trainset: missing, recorded"):
-        integrity.check_inputs(config.load(ws / "params.yaml"), "generate", "c3")
+    with pytest.raises(SnapshotError, match=f"shard c1.parquet \\({path}\\) is missing"):
+        read_trainset(Layout(ws), "c2")  # what generate, validate and train read
 
 
 def test_a_push_refuses_a_rewritten_history(ws: Path) -> None:
@@ -455,9 +491,9 @@ def test_a_clean_checkout_gets_the_ledger_back_and_repro_verifies(ws: Path) -> N
     assert repro.returncode == 0, repro.stderr[-2000:]
     assert (ws / LEDGER).read_bytes().startswith(pushed)  # restored from the remote's segments
     assert broken(ws) == []
-    assert content_hash(ws / "cycles" / "c2" / "trainset") == lock_out(
-        ws, "snapshot@c2", "cycles/c2/trainset"
-    )
+    frozen = "cycles/c2/snapshot.json"
+    assert file_md5(ws / frozen) == lock_out(ws, "snapshot@c2", frozen)
+    assert read_trainset(Layout(ws), "c2").height == read_json(ws / frozen)["rows"]
 
 
 def test_the_ledger_goes_to_an_s3_remote_and_comes_back(ws: Path, s3: S3) -> None:  # noqa: F811

@@ -72,7 +72,9 @@ def test_flywheel_stages_writes_what_a_hand_edit_of_params_lists(tmp_path: Path)
 def test_a_step_refuses_a_cycle_file_that_params_do_not_describe(tmp_path: Path) -> None:
     root = make_workspace(tmp_path / "repo", cycles=2)
     path = Layout(root).pipeline("c2")
-    path.write_text(path.read_text().replace("cycles/${item.prev}/trainset", "cycles/c0/trainset"))
+    path.write_text(
+        path.read_text().replace("cycles/${item.prev}/snapshot.json", "cycles/c0/snapshot.json")
+    )
 
     result = runner.invoke(
         app, ["step", "validate", "--cycle", "c2", "--params", str(root / "params.yaml")]

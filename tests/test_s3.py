@@ -251,7 +251,7 @@ def test_pull_restores_every_output_byte_for_byte(grown: Grown, tmp_path: Path) 
     assert tree_sha256(clone) == before
     for cycle in ("c0", "c1", "c2", "c3"):  # the snapshots, models and JSON records are all there
         snapshot = json.loads((clone / "cycles" / cycle / "snapshot.json").read_text())
-        expected = {f"cycles/{cycle}/trainset/{shard}" for shard in snapshot["shards"]}
+        expected = {shard["path"] for shard in snapshot["shards"].values()}
         expected |= {f"cycles/{cycle}/champion/model.pt", f"cycles/{cycle}/promotion.json"}
         expected |= {f"cycles/{cycle}/evaluation.json", f"cycles/{cycle}/snapshot.json"}
         assert expected <= set(before)
@@ -276,9 +276,7 @@ def test_a_new_cycle_uploads_only_its_new_objects(
     seed_md5 = lock_outs(workspace, {"prepare"})["data/prepared"]
     entries = s3.read_json(grown.bucket, object_key(seed_md5))
     seed = object_key(next(e["md5"] for e in entries if e["relpath"] == "seed.parquet"))
-    c2_trainset = lock_outs(workspace, {"snapshot@c2"})["cycles/c2/trainset"]
-    c2_entries = s3.read_json(grown.bucket, object_key(c2_trainset))
-    c2_shard = object_key(next(e["md5"] for e in c2_entries if e["relpath"] == "c2.parquet"))
+    c2_shard = object_key(lock_outs(workspace, {"validate@c2"})["cycles/c2/accepted.parquet"])
     for key in (seed, c2_shard):
         assert len(after[key]) == 1 and after[key] == before[key]
 
@@ -288,16 +286,15 @@ def test_a_new_cycle_uploads_only_its_new_objects(
     assert dvc_objects(sent) == remote_keys(s3, grown.bucket, c3_outs) - set(before)
     assert all(len(vs) == 1 for vs in sent.values())
 
-    # the training set's share of that upload: the new shard and the small manifest
-    trainset_md5 = lock_outs(workspace, {"snapshot@c3"})["cycles/c3/trainset"]
-    trainset_keys = remote_keys(s3, grown.bucket, {trainset_md5})
-    uploaded = sum(v.size for key in trainset_keys & set(sent) for v in sent[key])
-    new_shard = (workspace / "cycles" / "c3" / "trainset" / "c3.parquet").stat().st_size
-    manifest = after[object_key(trainset_md5)][0].size
-    ratio = uploaded / (new_shard + manifest)
-    record_property("trainset_upload_ratio", round(ratio, 3))
-    print(f"cycle 3 trainset upload: {uploaded} B for a {new_shard} B shard + {manifest} B .dir")
-    assert manifest < 1024 and ratio <= 1.2, (uploaded, new_shard, manifest)
+    # the training set's share of that upload: its small manifest; the new shard is validate's
+    # output, sent once, and no earlier shard is sent again (checked above)
+    manifest_key = object_key(lock_outs(workspace, {"snapshot@c3"})["cycles/c3/snapshot.json"])
+    shard_key = object_key(lock_outs(workspace, {"validate@c3"})["cycles/c3/accepted.parquet"])
+    assert [len(sent[key]) for key in (manifest_key, shard_key)] == [1, 1]
+    manifest = sent[manifest_key][0].size
+    record_property("snapshot_manifest_bytes", manifest)
+    print(f"cycle 3 snapshot upload: a {manifest} B manifest of {len(snapshot['shards'])} shards")
+    assert manifest < 2048, manifest
 
 
 def test_growing_the_run_redid_no_stage(grown: Grown) -> None:

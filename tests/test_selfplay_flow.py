@@ -117,7 +117,7 @@ def test_dvc_and_ledger_agree_with_the_run(tictactoe_run: Path) -> None:
     snapshot = next(r for r in records if r["stage"] == "snapshot@c2")
     lock = locked_stages(tictactoe_run)["snapshot@c2"]
     locked = {o["path"]: o["md5"] for o in lock["outs"]}
-    assert snapshot["outputs"]["cycles/c2/trainset"] == locked["cycles/c2/trainset"]
+    assert snapshot["outputs"]["cycles/c2/snapshot.json"] == locked["cycles/c2/snapshot.json"]
 
 
 def test_predict_plays_a_legal_move(tictactoe_run: Path) -> None:

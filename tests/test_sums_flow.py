@@ -64,7 +64,7 @@ def test_the_round_is_one_digit_past_the_seed_and_only_confirmed_answers_are_kep
     # the training rows are the model's own answers, byte for byte
     written = dict(candidates.select("row_id", "output").rows())
     assert all(written[r] == o for r, o in accepted.select("row_id", "output").rows())
-    trainset = read_trainset(layout.trainset("c1"))
+    trainset = read_trainset(layout, "c1")
     assert trainset.filter(pl.col("cycle") == 1).height == accepted.height
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
+from tasks.engine.layout import Layout
+from tasks.steps.snapshot import read_trainset
 from tests.conftest import BIN, make_workspace
 from tests.tabular_support import table
 
@@ -53,7 +55,7 @@ def test_a_two_cycle_run_on_a_csv(tmp_path: Path, prefect_api: str) -> None:
     assert set(humans["method"]) == {"human"}
     validation = json.loads((cycles / "c1" / "validation.json").read_text())
     assert validation["verdict"] == "accepted", validation["failed_rules"]
-    trainset = pl.concat(pl.read_parquet(p) for p in (cycles / "c1" / "trainset").glob("*.parquet"))
+    trainset = read_trainset(Layout(workspace), "c1")
     joined = trainset.filter(pl.col("method") == "human")["row_id"]
     assert sorted(joined) == sorted(answered["customer"])  # joined as human-labelled rows
     for cycle in ("c0", "c1", "c2"):

@@ -14,6 +14,7 @@ from tasks.engine.batches import UnusableInput, read_batch
 from tasks.engine.config import Config, ValidateParams, parse
 from tasks.engine.layout import Layout
 from tasks.engine.params_update import cycles_map
+from tasks.steps import snapshot
 from tasks.steps.validate import (
     BATCH_REJECTED,
     Outcome,
@@ -239,8 +240,9 @@ def test_missing_and_non_parquet_files_are_unusable(cfg, tmp_path) -> None:
 
 def test_run_publishes_identical_bytes_for_the_same_input(honest, cfg, prepared) -> None:
     layout = Layout(cfg.root)
-    layout.trainset("c0").mkdir(parents=True)
-    prepared.seed.write_parquet(layout.trainset("c0") / "seed.parquet")
+    layout.seed.parent.mkdir(parents=True)
+    prepared.seed.write_parquet(layout.seed)
+    snapshot.freeze_seed(layout)
     batch = put(put(honest, 2, "px00", 99), 50, "row_id", prepared.seed["row_id"][3])
     layout.candidates("c1").parent.mkdir(parents=True)
     batch.write_parquet(layout.candidates("c1"))

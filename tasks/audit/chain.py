@@ -85,13 +85,19 @@ def _model_by_file(ws: Workspace, given: str, path: Path) -> Target:
 
 
 def _by_hash(ws: Workspace, given: str) -> Target:
-    """The step output with this content hash; the earliest producer when several wrote it."""
+    """The step output with this content hash, or the training set with this dataset version
+    (a snapshot's `dataset_md5`, as `flywheel status` shows it); the earliest producer when
+    several wrote it."""
     want = given.removesuffix(".dir")
     found: dict[str, tuple[str, str]] = {}
     for record in ws.ledger:
         for out, digest in record.get("outputs", {}).items():
             if digest.startswith(want) and digest not in found:
                 found[digest] = (record.get("cycle") or "c0", out)
+    for cycle in ws.cycles:
+        version = str((read_record(ws.layout.snapshot(cycle)) or {}).get("dataset_md5", ""))
+        if version.startswith(want) and version not in found:
+            found[version] = (cycle, ws.relative(ws.layout.snapshot(cycle)))
     if not found:
         raise AuditError(f"{given}: no output in the ledger has this content hash")
     if len(found) > 1:

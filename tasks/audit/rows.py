@@ -18,6 +18,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from tasks.audit.workspace import AuditError, Workspace, read_record
+from tasks.engine.files import file_md5
 from tasks.engine.layout import stage_name
 
 PROVENANCE = ("row_id", "cycle", "generator", "method", "confidence")
@@ -130,11 +131,12 @@ def _models(ws: Workspace, snapshots: list[dict[str, Any]]) -> list[dict[str, An
         cycle = snapshot["cycle"]
         stage = "bootstrap" if cycle == "c0" else stage_name("train", cycle)
         record = ws.record(stage, "train") or {}
-        read = record.get("inputs", {}).get(ws.relative(ws.layout.trainset(cycle)))
+        manifest = ws.layout.snapshot(cycle)
+        read = record.get("inputs", {}).get(ws.relative(manifest))
         if cycle == "c0":  # bootstrap trains on the seed it snapshots in the same stage
-            read = record.get("outputs", {}).get(ws.relative(ws.layout.trainset(cycle)))
+            read = record.get("outputs", {}).get(ws.relative(manifest))
         train = read_record(ws.layout.candidate(cycle) / "train.json") or {}
-        if not train.get("trained") or read != snapshot["dataset_md5"]:
+        if not train.get("trained") or not manifest.is_file() or read != file_md5(manifest):
             continue
         promotion = read_record(ws.layout.promotion(cycle)) or {}
         models.append(

@@ -43,6 +43,8 @@ from tasks.engine.integrity import Cache, Content, differing, producer, short
 from tasks.engine.layout import Layout
 
 LEDGER = "lineage/ledger.jsonl"
+SNAPSHOT = "/snapshot.json"
+"""A cycle's training set: a manifest of its shards (tasks/steps/snapshot.py)."""
 Stages = dict[str, dict[str, Any]]
 """dvc.lock's `stages`: name -> entry (cmd, deps, params, outs)."""
 
@@ -311,7 +313,7 @@ def check_models(ws: _Workspace, lock: Stages, index: LedgerIndex) -> list[Broke
     """Each model's training snapshot and eval set, as dvc.lock and the ledger record them
     (the train and evaluate stages' data), still exist: in the workspace, or whole in the cache."""
     used: dict[tuple[str, str], tuple[str | None, int | None]] = {}  # (path, md5) -> where
-    kinds = ("/trainset", "/eval.parquet")
+    kinds = (SNAPSHOT, "/eval.parquet")
     for stage, entry in lock.items():
         if stage.split("@")[0] in ("bootstrap", "train", "evaluate"):
             for rel, md5 in {**_entries(entry, "deps"), **_entries(entry, "outs")}.items():
@@ -323,13 +325,36 @@ def check_models(ws: _Workspace, lock: Stages, index: LedgerIndex) -> list[Broke
                 for rel, md5 in paths.items():
                     if rel.endswith(kinds):
                         used.setdefault((rel, md5), (record.get("stage"), record.get("seq")))
-    broken = []
+    broken, shards_seen = [], set()
     for (rel, md5), (by, seq) in sorted(used.items()):
         if not ws.holds(rel, md5):
-            what = "training snapshot" if rel.endswith("/trainset") else "eval set"
+            what = "training snapshot" if rel.endswith(SNAPSHOT) else "eval set"
             gone = f"a model's {what} (md5 {short(md5)}) is in neither the workspace nor the cache"
             broken.append(Broken(rel, gone, by, seq))
+        elif rel.endswith(SNAPSHOT):
+            for name, shard in _shards(ws, rel, md5).items():
+                key = (shard.get("path", ""), shard.get("md5", ""))
+                if key in shards_seen or ws.holds(*key):
+                    shards_seen.add(key)
+                    continue
+                shards_seen.add(key)
+                gone = (
+                    f"shard {name} of the training snapshot {rel} (md5 {short(key[1])}) is in "
+                    "neither the workspace nor the cache"
+                )
+                broken.append(Broken(key[0], gone, by, seq))
     return broken
+
+
+def _shards(ws: _Workspace, rel: str, md5: str) -> dict[str, dict[str, Any]]:
+    """The shards a snapshot manifest with this md5 lists (from the workspace or the cache)."""
+    here = ws.content(rel)
+    source = ws.root / rel if here is not None and here.md5 == md5 else ws.cache.path(md5)
+    try:
+        shards = json.loads(source.read_text(encoding="utf-8")).get("shards")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return shards if isinstance(shards, dict) else {}
 
 
 def _divergence(

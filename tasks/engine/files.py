@@ -57,8 +57,8 @@ def link_or_copy(source: str | Path, target: str | Path) -> None:
 
     Safe for the engine's published files because none is ever written in place: every new
     version goes to a new temporary file renamed over the name (`atomic_path`), which leaves
-    the other names of the old file untouched. What makes the workspace grow with its data and
-    not with its square (DESIGN.md invariant 10): snapshot k lists every earlier shard again.
+    the other names of the old file untouched. A kept champion is the previous one again, so
+    the workspace grows with its models, not with the cycles (DESIGN.md invariant 10).
     Accepts `shutil.copytree`'s `copy_function` signature (str or Path)."""
     try:
         os.link(source, target)

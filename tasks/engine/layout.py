@@ -14,6 +14,8 @@ PIPELINE_TEMPLATE = "pipeline/cycle.yaml"
 `pipeline/<cycle>/dvc.yaml` for every cycle params.yaml lists."""
 FINGERPRINT_DIR = "pipeline/fingerprints"
 """One file per cycle step: the code it runs and the params it reads (engine/fingerprint.py)."""
+SEED_SHARD = "seed.parquet"
+"""The seed's name in every snapshot's manifest; an accepted batch's is `<cycle>.parquet`."""
 SCORES_FILE = "eval_scores.parquet"
 """Per-row eval scores (`protocol.SCORES_SCHEMA`): evaluate writes one per cycle, and a champion
 directory carries its own, so the promotion gate can pair candidate and champion row by row."""
@@ -89,11 +91,10 @@ class Layout:
     def validation(self, cycle: str) -> Path:
         return self.cycle(cycle) / "validation.json"
 
-    def trainset(self, cycle: str) -> Path:
-        """A directory of parquet shards: seed.parquet + one per accepted batch (c1.parquet ...)."""
-        return self.cycle(cycle) / "trainset"
-
     def snapshot(self, cycle: str) -> Path:
+        """The cycle's training set: a manifest of its shards (seed.parquet, then c1.parquet ...
+        for each accepted batch), each with the file that holds it, md5 and rows
+        (tasks/steps/snapshot.py)."""
         return self.cycle(cycle) / "snapshot.json"
 
     def candidate(self, cycle: str) -> Path:
@@ -122,7 +123,6 @@ class Layout:
                 [self.seed, self.eval, self.pool],
                 [
                     self.arrivals("c0"),
-                    self.trainset("c0"),
                     self.snapshot("c0"),
                     self.candidate("c0"),
                     self.evaluation("c0"),
@@ -132,20 +132,20 @@ class Layout:
                 ],
             ),
             "generate": (
-                [self.pool, self.eval, self.arrivals(p), self.champion(p), self.trainset(p)],
+                [self.pool, self.eval, self.arrivals(p), self.champion(p), self.snapshot(p)],
                 [self.arrivals(c), self.candidates(c), self.label_requests(c)],
             ),
             "validate": (
-                [self.candidates(c), self.trainset(p)],
+                [self.candidates(c), self.snapshot(p)],
                 [self.accepted(c), self.quarantine(c), self.validation(c)],
             ),
             "snapshot": (
-                [self.trainset(p), self.accepted(c), self.validation(c)],
-                [self.trainset(c), self.snapshot(c)],
+                [self.snapshot(p), self.accepted(c), self.validation(c)],
+                [self.snapshot(c)],
             ),
             # the champion: domains with warm_start continue from its weights
             "train": (
-                [self.trainset(c), self.validation(c), self.champion(p)],
+                [self.snapshot(c), self.validation(c), self.champion(p)],
                 [self.candidate(c)],
             ),
             "evaluate": (

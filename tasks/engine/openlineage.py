@@ -268,10 +268,8 @@ def _parquet(path: Path) -> _Table | None:
 
 
 def _footer(path: Path, stat: os.stat_result) -> tuple[list[tuple[str, str]], int]:
-    """(columns, rows) of one parquet file, remembered by its inode and mtime: a snapshot's
-    shards are immutable links of earlier cycles' (tasks/steps/snapshot.py), so a flow reads
-    each footer once, not once per later cycle (reading all k shards of cycle k's trainset in
-    four steps' events made each cycle cost more than the last: issue 11)."""
+    """(columns, rows) of one parquet file, remembered by its inode and mtime: the prepared
+    pool and eval set, read by every cycle's events, are read once a flow."""
     import polars as pl
 
     key = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)

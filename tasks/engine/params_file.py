@@ -32,16 +32,20 @@ def read_params(path: Path) -> dict[str, Any]:
     Stricter than `yaml.safe_load`, which keeps the last of two equal keys without a word: a key
     given twice in one mapping is refused, naming its dotted path and both lines.
     """
+    return parse_yaml(params_text(path), str(path))
+
+
+def params_text(path: Path) -> str:
+    """A params file's text; ConfigError naming the file when it cannot be read as UTF-8."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ConfigError(f"{path}: params file not found") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read it ({error.strerror})") from None
-    return parse_yaml(text, str(path))
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:

@@ -21,10 +21,8 @@ def run(cfg: Config, cycle: str | None = None) -> StepResult:
     layout = Layout(cfg.root)
     with atomic_path(layout.arrivals(CYCLE)) as tmp:  # nothing has arrived before cycle 1
         inbox.empty_arrivals(dict(pl.read_parquet_schema(layout.pool))).write_parquet(tmp)
-    frozen = snapshot.freeze(layout, CYCLE, {"seed.parquet": layout.seed}, "seed.parquet")
-    trained = train.train_candidate(
-        cfg, CYCLE, layout.trainset(CYCLE), "accepted", layout.candidate(CYCLE)
-    )
+    frozen = snapshot.freeze_seed(layout)
+    trained = train.train_candidate(cfg, CYCLE, "accepted", layout.candidate(CYCLE))
     evaluated = evaluate.publish(layout, CYCLE, cfg.domain_name)
     promoted = promote.publish(cfg, CYCLE, None)
     return StepResult(

@@ -36,13 +36,13 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     champion_dir = layout.champion(prev)
     network, _, _ = models.load(champion_dir / MODEL_FILE, cfg.domain_name)
     generator = read_json(champion_dir / "train.json")["model_id"]
+    trainset = read_trainset(layout, prev)  # checked before anything is written
     arrived, files = ingest(cfg, layout, cycle)
     fresh = outside_eval(arrived, layout.eval)
     pool = pl.concat(
         [pl.read_parquet(layout.pool), fresh.drop(list(inbox.SOURCE_COLUMNS))],
         how="vertical_relaxed",
     )
-    trainset = read_trainset(layout.trainset(prev))
     units = domain.split_generation(
         pool,
         trainset,

@@ -58,19 +58,19 @@ def _load_weights(network: Any, model_file: Path, domain: str) -> None:
 def train_candidate(
     cfg: Config,
     cycle: str,
-    trainset_dir: Path,
     verdict: str,
     out: Path,
     start_from: Path | None = None,
 ) -> StepResult:
-    """Publish `out/` with train.json, plus model.pt when the batch may be trained on."""
+    """Publish `out/` with train.json, plus model.pt when the batch may be trained on: trained
+    on `cycle`'s snapshot (`snapshot.read_trainset`)."""
     with atomic_path(out) as tmp:
         tmp.mkdir()
         if verdict != "accepted":
             info: dict[str, Any] = {"trained": False, "reason": f"batch {verdict} at validate"}
             write_json(tmp / "train.json", info)
             return StepResult(verdict="skipped", metrics=info)
-        trainset = read_trainset(trainset_dir)
+        trainset = read_trainset(Layout(cfg.root), cycle)
         network, stats = fit(cfg, trainset, cycle_seed(cfg, cycle), start_from)
         model_id = models.save(network, tmp / MODEL_FILE, cfg.domain_name, cfg.domain, cycle)
         # Timings go to the ledger only: published files must be reproducible byte for byte.
@@ -88,6 +88,4 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     verdict = read_json(layout.validation(cycle))["verdict"]
     warm = domains.load(cfg.domain_name).warm_start
     start_from = layout.champion(cfg.prev_of(cycle)) / MODEL_FILE if warm else None
-    return train_candidate(
-        cfg, cycle, layout.trainset(cycle), verdict, layout.candidate(cycle), start_from
-    )
+    return train_candidate(cfg, cycle, verdict, layout.candidate(cycle), start_from)

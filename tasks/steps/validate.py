@@ -29,6 +29,7 @@ from tasks.engine.files import atomic_path, write_json
 from tasks.engine.layout import Layout
 from tasks.engine.quality import QualityResult, run_suite
 from tasks.engine.records import StepResult
+from tasks.steps import snapshot
 from tasks.steps.validate_units import Plan, judge_in_units
 
 ALREADY_IN_TRAINSET = "already_in_trainset"
@@ -45,11 +46,9 @@ class Outcome:
     report: dict[str, Any]
 
 
-def known_row_ids(trainset: Path) -> set[str]:
-    """Row ids of a training set directory (its parquet shards)."""
-    if not trainset.is_dir():
-        raise FileNotFoundError(f"{trainset}: training set not found")
-    shards = sorted(trainset.glob("*.parquet"))
+def known_row_ids(layout: Layout, cycle: str) -> set[str]:
+    """Row ids of `cycle`'s training set (its snapshot's shards; `snapshot.SnapshotError`)."""
+    shards = snapshot.shard_files(layout, cycle)
     return {i for shard in shards for i in pl.read_parquet(shard, columns=["row_id"])["row_id"]}
 
 
@@ -304,7 +303,7 @@ def run(cfg: Config, cycle: str | None) -> StepResult:
     layout = Layout(cfg.root)
     domain = domains.load(cfg.domain_name)
     candidates = read_batch(layout.candidates(cycle), domain.schema(cfg.domain))
-    known = known_row_ids(layout.trainset(cfg.prev_of(cycle)))
+    known = known_row_ids(layout, cfg.prev_of(cycle))
     units = Plan(cfg.params.fanout.units, cfg.params.dask, f"validate@{cycle}")
     outcome = validate_batch(
         candidates, domain, cfg.domain, cfg.params.validate_, known, cycle, units
