@@ -1,4 +1,4 @@
-"""sums (easy to hard): `flywheel run --set domain.name=sums --cycles 16`, the executor (the
+"""sums (easy to hard): `flywheel run --set domain.name=sums --cycles 25`, the executor (the
 default) and the unchecked variant (`sums.checker=vote`), one run per seed and variant.
 
 Targets (issue 13): from the 1-4 digit seed, every length 1..L at exact match >= 0.9 with
@@ -6,7 +6,7 @@ L >= 12 within a 30-minute default run on 2 cores (stretch 16); no mastered leng
 a promoted champion; the unchecked variant's kept rows that are wrong, per cycle, and the gate's
 decisions on it. A table per cycle and seed; results in benchmarks/results/sums.json.
 
-    python -m benchmarks.sums [--seeds 0 1 2] [--cycles 16] [--variants executor vote] [--quick]
+    python -m benchmarks.sums [--seeds 0 1 2] [--cycles 25] [--variants executor vote] [--quick]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from benchmarks.tables import show  # noqa: E402
 from tasks.domains.sums.checks import executor_keeps  # noqa: E402
 from tasks.engine.layout import Layout  # noqa: E402
 
-CYCLES = 16
+CYCLES = 25  # about 32 minutes on one core: past the 30-minute budget, to show what follows
 VARIANTS = {"executor": (), "vote": ("sums.checker=vote",)}
 QUICK = (
     "sums.seed_per_length=300",
@@ -41,7 +41,9 @@ QUICK = (
     "sums.train.seed_steps=300",
     "sums.train.steps=50",
 )
-TARGET_LENGTH, MASTERED = 12, 0.9
+TARGET_LENGTH, MASTERED, BUDGET_SECONDS = 12, 0.9, 1800
+"""L is read from the champions promoted by BUDGET_SECONDS (each cycle's `at s`): a run may go on
+past the 30 minutes to show what follows."""
 
 
 def wrong_kept(workspace: Path, cycle: str, max_digits: int) -> tuple[int, int]:
@@ -160,17 +162,15 @@ def run(
             show_run(name, r, r["table"])
         result["variants"][name] = variant
     for r in result["variants"].get("executor", {}).get("runs", []):
-        reached = max((row["mastered_up_to"] or 0) for row in r["table"])
+        in_time = [row for row in r["table"] if (row["wall_until"] or 0) <= BUDGET_SECONDS]
+        reached = max((row["mastered_up_to"] or 0) for row in in_time) if in_time else 0
         result["targets"] += [
             {
-                "target": f"seed {r['seed']}: every length 1..L >= 0.9 with L >= {TARGET_LENGTH}",
+                "target": f"seed {r['seed']}: every length 1..L >= 0.9 with L >= "
+                f"{TARGET_LENGTH} within {BUDGET_SECONDS} s of the run",
                 "value": reached,
                 "met": reached >= TARGET_LENGTH,
-            },
-            {
-                "target": f"seed {r['seed']}: within 1800 s",
-                "value": r["wall_seconds"],
-                "met": r["wall_seconds"] <= 1800,
+                "run_seconds": r["wall_seconds"],
             },
             {
                 "target": f"seed {r['seed']}: no mastered length below 0.9 in a promoted champion",
