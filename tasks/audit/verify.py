@@ -333,11 +333,12 @@ def check_models(ws: _Workspace, lock: Stages, index: LedgerIndex) -> list[Broke
             broken.append(Broken(rel, gone, by, seq))
         elif rel.endswith(SNAPSHOT):
             for name, shard in _shards(ws, rel, md5).items():
-                key = (shard.get("path", ""), shard.get("md5", ""))
-                if key in shards_seen or ws.holds(*key):
-                    shards_seen.add(key)
-                    continue
+                key = (str(shard.get("path", "")), str(shard.get("md5", "")))
+                if key in shards_seen:
+                    continue  # every later snapshot lists the shard again
                 shards_seen.add(key)
+                if ws.holds(*key):
+                    continue
                 gone = (
                     f"shard {name} of the training snapshot {rel} (md5 {short(key[1])}) is in "
                     "neither the workspace nor the cache"
@@ -354,7 +355,9 @@ def _shards(ws: _Workspace, rel: str, md5: str) -> dict[str, dict[str, Any]]:
         shards = json.loads(source.read_text(encoding="utf-8")).get("shards")
     except (OSError, ValueError, AttributeError):
         return {}
-    return shards if isinstance(shards, dict) else {}
+    if not isinstance(shards, dict):
+        return {}
+    return {name: s for name, s in shards.items() if isinstance(s, dict)}
 
 
 def _divergence(
