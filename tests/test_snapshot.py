@@ -70,3 +70,7 @@ def test_a_missing_or_malformed_manifest_names_its_file(layout: Layout) -> None:
     write_json(layout.snapshot("c2"), {"cycle": "c2"})
     with pytest.raises(snapshot.SnapshotError, match="c2/snapshot.json: not a snapshot manifest"):
         snapshot.manifest(layout, "c2")
+    older = {"shards": {"seed.parquet": {"md5": "0" * 32, "rows": 2}}}  # a directory's record
+    write_json(layout.snapshot("c1"), older)
+    with pytest.raises(snapshot.SnapshotError, match="c1/snapshot.json: its shards name no files"):
+        snapshot.read_trainset(layout, "c1")

@@ -70,6 +70,13 @@ def manifest(layout: Layout, cycle: str) -> dict[str, dict[str, Any]]:
         raise SnapshotError(f"{path}: training set not found (no snapshot of {cycle})") from None
     except (KeyError, TypeError, ValueError):
         raise SnapshotError(f"{path}: not a snapshot manifest (no `shards`)") from None
+    if not isinstance(shards, dict) or not all(
+        isinstance(s, dict) and {"path", "md5"} <= s.keys() for s in shards.values()
+    ):
+        raise SnapshotError(
+            f"{path}: its shards name no files (written before snapshots were manifests, issue "
+            "11?): `flywheel run` or `dvc repro -P` rewrites it from the stages before"
+        )
     return dict(sorted(shards.items(), key=lambda kv: (kv[0] != SEED_SHARD, kv[0])))
 
 
