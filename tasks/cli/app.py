@@ -438,6 +438,12 @@ def step(
     wait: WaitOpt = 0.0,
 ) -> None:
     """Run one step (what each dvc.yaml stage calls)."""
+    from tasks.cli import warm
+
+    args = ["step", name, *(["--cycle", cycle] if cycle else []), "--params", str(params)]
+    status = warm.forward(params, [*args, "--wait", str(wait)])  # a fork with imports loaded
+    if status is not None:
+        raise typer.Exit(status)
     cfg = _config(params)
     _lock_resolved(cfg.root)
     _compute_settings(cfg.params.trainer)

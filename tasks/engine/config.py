@@ -261,6 +261,16 @@ class DaskParams(Section):
         return address
 
 
+class ReproParams(Section):
+    """How `flywheel step` (each `dvc repro` stage) runs. Like `dask`, it says how work runs,
+    not what it computes: no stage lists it, so changing it reruns nothing."""
+
+    warm_seconds: float = Field(60.0, ge=0, le=86400)
+    """Each step runs in a fork of a worker that has torch, Lightning and Great Expectations
+    loaded (tasks/cli/warm.py), which exits after this many idle seconds; 0: every step in a
+    process of its own, paying those imports (~14 s a digits cycle on 2 cores) each time."""
+
+
 class Params(Section):
     domain: DomainChoice = DomainChoice()
     cycles: dict[str, CycleItem] = {}
@@ -272,6 +282,7 @@ class Params(Section):
     lineage: LineageParams = LineageParams()
     fanout: FanoutParams = FanoutParams()
     dask: DaskParams = DaskParams()
+    repro: ReproParams = ReproParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

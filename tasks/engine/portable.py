@@ -17,6 +17,7 @@ MKL, and other libm builds were not tried.
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ def enter(params: TrainerParams) -> None:
     """
     threads = str(params.threads)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+    if "torch" in sys.modules:  # loaded already (a warm step's fork): the variables came late
+        sys.modules["torch"].set_num_threads(params.threads)
     if not params.portable:
         return
     os.environ.update(PORTABLE_ENV)
