@@ -58,7 +58,7 @@ def log(root: Path) -> str:
 
 def workers(root: Path) -> list[int]:
     """The pids of the workers that started for `root`, in order."""
-    return [int(pid) for pid in re.findall(r"warm worker (\d+): ready for", log(root))]
+    return [int(pid) for pid in re.findall(r"warm worker (\d+): started for", log(root))]
 
 
 def served(root: Path) -> int:
@@ -159,7 +159,7 @@ def test_an_edited_source_file_starts_a_fresh_worker_and_an_idle_one_exits(
     assert {(r.returncode, r.stderr) for r in [*first, again]} == {
         (first[0].returncode, first[0].stderr)
     }
-    assert not psutil.pid_exists(old)
+    assert wait_until(lambda: not psutil.pid_exists(old), 10), "the stale worker stays"
     assert wait_until(lambda: not psutil.pid_exists(new), 30), "an idle worker stays"
     assert log(root).rstrip().endswith("idle; exiting")
 

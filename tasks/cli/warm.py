@@ -3,9 +3,10 @@
 Why: `dvc repro` runs each stage as its own `flywheel step` process, and each paid torch,
 Lightning and Great Expectations imports again (about 14 s a cycle on 2 cores) that the Prefect
 flow pays once (issue 11: `dvc repro` took 2.7x the flow's time). So the first step of a repro
-starts a worker (tasks/cli/warm_worker.py) that imports them once, and every step, the first
-included, runs in a fork of it: a fresh copy-on-write process with the libraries loaded and
-nothing left from another step, with this process's arguments, folder, environment, stdin,
+starts a worker (tasks/cli/warm_worker.py) that imports them once, and every step runs in a fork
+of it (the first forks at once and imports what it needs, as before, while the worker loads the
+rest for the next): a fresh copy-on-write process with the libraries loaded and nothing left
+from another step, with this process's arguments, folder, environment, stdin,
 stdout and stderr (the descriptors themselves are passed), whose exit status this process exits
 with. It is the fork-server pattern of CPython's `multiprocessing.forkserver`.
 

@@ -115,8 +115,13 @@ class Worker:
         self.last = time.monotonic()
         self.lock = threading.Lock()
 
-    def serve(self, imported: Sources) -> dict[str, Any] | None:
-        """Run until done (None) or, in a forked step, return its request."""
+    def serve(self) -> dict[str, Any] | None:
+        """Run until done (None) or, in a forked step, return its request.
+
+        The first step forks at once and imports what it needs itself, as in a process of its
+        own, while this worker loads everything for the steps after it (on another core): so a
+        single `flywheel step` waits no longer than it did without a worker."""
+        imported: Sources | None = None
         self.listener.settimeout(1.0)
         while True:
             try:
@@ -129,11 +134,24 @@ class Worker:
                     return None
                 continue
             conn.settimeout(None)
-            request = self._accept(conn, imported)
+            request = self._accept(conn, imported or {})
             if request is not None:
                 return request  # the forked step
             if self.listener.fileno() == -1:
                 return None  # stale: its caller starts a fresh worker
+            if imported is None:
+                imported = self._preload()
+
+    def _preload(self) -> Sources:
+        started = time.monotonic()
+        imported = preload()
+        others = [t.name for t in threading.enumerate() if not t.name.startswith("watch ")]
+        with self.lock:
+            log(
+                f"ready for {self.root} in {time.monotonic() - started:.1f} s "
+                f"({len(imported)} source files; threads: {', '.join(others)})"
+            )
+        return imported
 
     def _accept(self, conn: socket.socket, imported: Sources) -> dict[str, Any] | None:
         try:
@@ -168,7 +186,9 @@ class Worker:
             os.setpgid(pid, pid)
         for fd in fds:
             os.close(fd)
-        threading.Thread(target=self._watch, args=(conn, pid, request), daemon=True).start()
+        watch = threading.Thread(target=self._watch, args=(conn, pid, request), daemon=True)
+        watch.name = f"watch {pid}"
+        watch.start()
         return None
 
     def _watch(self, conn: socket.socket, pid: int, request: dict[str, Any]) -> None:
@@ -245,16 +265,14 @@ def main(name: str, root: str, idle: str) -> None:
     except OSError:
         return  # another step started this worker first: its caller connects to that one
     listener.listen(16)
-    started = time.monotonic()
-    imported = preload()
-    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    log(
-        f"ready for {root} in {time.monotonic() - started:.1f} s ({len(imported)} source files"
-        + (f"; threads: {', '.join(threads)})" if threads else ")")
-    )
-    request = Worker(listener, Path(root), float(idle)).serve(imported)
+    log(f"started for {root}")
+    worker = Worker(listener, Path(root), float(idle))
+    request = worker.serve()
     if request is not None:
         run_step(request)
+    while worker.running:  # a step still running reports its status before this one goes
+        time.sleep(0.05)
+    os._exit(0)  # without the teardown of everything it imported (a second or two)
 
 
 if __name__ == "__main__":
