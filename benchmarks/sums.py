@@ -188,10 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--quick", action="store_true", help="smoke-test size (2 cycles, tiny)")
     parser.add_argument("--name", default="sums", help="results file name (benchmarks/results/)")
+    parser.add_argument(
+        "--set", action="append", default=[], help="section.key=value, as `flywheel run --set`"
+    )
     args = parser.parse_args(argv)
     setup_environment()
     cycles = 2 if args.quick else args.cycles
-    scale = Scale(cycles=cycles, overrides=(), seeds=tuple(args.seeds))
+    scale = Scale(cycles=cycles, overrides=tuple(args.set), seeds=tuple(args.seeds))
     load, started = os.getloadavg(), time.perf_counter()
     result = run(scale, tuple(args.variants), cycles)
     result["meta"] = {
