@@ -110,7 +110,6 @@ def test_a_step_through_the_worker_prints_exits_and_writes_as_in_its_own_process
 def test_stopping_the_caller_stops_its_step_in_the_worker(root: Path, sig: int) -> None:
     flywheel(root, "step", "generate", "--cycle", "c9")  # a worker is up
     worker = workers(root)[-1]
-    assert len(workers(root)) == 1  # the one that served the test before
     lock_holder = holder(root, 120)
     try:
         caller = subprocess.Popen(
@@ -121,7 +120,7 @@ def test_stopping_the_caller_stops_its_step_in_the_worker(root: Path, sig: int) 
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert wait_until(lambda: bool(psutil.Process(worker).children())), log(root)
+        assert wait_until(lambda: bool(psutil.Process(worker).children()), 120), log(root)
         (step,) = psutil.Process(worker).children()  # waiting for the lock
         before = served(root)
         caller.send_signal(sig)
@@ -135,6 +134,33 @@ def test_stopping_the_caller_stops_its_step_in_the_worker(root: Path, sig: int) 
     last = log(root).splitlines()[-1]
     assert "step prepare --params params.yaml --wait 100" in last and "exit 0" not in last, last
     assert psutil.pid_exists(worker)  # the worker serves the next step
+
+
+def test_a_worker_killed_mid_step_stops_the_step_and_the_caller_says_so(root: Path) -> None:
+    flywheel(root, "step", "generate", "--cycle", "c9")  # a worker is up and loaded
+    worker = workers(root)[-1]
+    lock_holder = holder(root, 120)
+    try:
+        caller = subprocess.Popen(
+            [BIN / "flywheel", "step", "prepare", "--wait", "100"],
+            cwd=root,
+            env=steady_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert wait_until(lambda: bool(psutil.Process(worker).children()), 120), log(root)
+        (step,) = psutil.Process(worker).children()
+        os.kill(worker, signal.SIGKILL)  # out of memory, or a kill by hand
+        _, err = caller.communicate(timeout=30)
+        assert wait_until(lambda: not psutil.pid_exists(step.pid), 10), "the step still runs"
+    finally:
+        lock_holder.kill()
+        lock_holder.wait()
+    assert caller.returncode == 1
+    assert "stopped before the step did; the step was stopped too, rerun it" in err, err
+    again = flywheel(root, "step", "generate", "--cycle", "c9")  # a fresh worker serves it
+    assert again.returncode == 2 and workers(root)[-1] != worker
 
 
 def test_an_edited_source_file_starts_a_fresh_worker_and_an_idle_one_exits(

@@ -182,9 +182,11 @@ def _wait(conn: socket.socket, pid: int) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, relay)
     last = _receive(conn)  # a relayed signal does not interrupt it (PEP 475)
-    if last is None:
+    if last is None:  # the worker died (killed, out of memory): stop the step it left behind
+        relay(signal.SIGTERM, None)
         print(
-            f"error: the warm worker that ran this step (pid {pid}) stopped before it; see {LOG}",
+            f"error: the warm worker running this step (pid {pid}) stopped before the step "
+            f"did; the step was stopped too, rerun it (see {LOG})",
             file=sys.stderr,
         )
         return 1
