@@ -136,6 +136,35 @@ def test_stopping_the_caller_stops_its_step_in_the_worker(root: Path, sig: int) 
     assert psutil.pid_exists(worker)  # the worker serves the next step
 
 
+def test_a_sighup_the_caller_ignores_stays_ignored_in_its_step(root: Path) -> None:
+    """`nohup dvc repro &`: logging out (SIGHUP) must not stop the step in the worker."""
+    flywheel(root, "step", "generate", "--cycle", "c9")  # a worker is up
+    worker = workers(root)[-1]
+    lock_holder = holder(root, 120)
+    try:
+        caller = subprocess.Popen(
+            [BIN / "flywheel", "step", "prepare", "--wait", "100"],
+            cwd=root,
+            env=steady_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        )
+        assert wait_until(lambda: bool(psutil.Process(worker).children()), 120), log(root)
+        (step,) = psutil.Process(worker).children()
+        caller.send_signal(signal.SIGHUP)
+        os.killpg(step.pid, signal.SIGHUP)  # as a terminal's hang-up reaches the group
+        time.sleep(2)
+        assert caller.poll() is None and step.is_running(), "a hang-up stopped the step"
+        caller.send_signal(signal.SIGTERM)
+        caller.communicate(timeout=30)
+        assert wait_until(lambda: not psutil.pid_exists(step.pid), 10), "the step still runs"
+    finally:
+        lock_holder.kill()
+        lock_holder.wait()
+
+
 def test_a_worker_killed_mid_step_stops_the_step_and_the_caller_says_so(root: Path) -> None:
     flywheel(root, "step", "generate", "--cycle", "c9")  # a worker is up and loaded
     worker = workers(root)[-1]
@@ -203,6 +232,8 @@ def test_changed_names_an_edited_or_removed_source(tmp_path: Path) -> None:
     assert warm_worker.changed(seen) is None
     removed.unlink()
     assert warm_worker.changed(seen) == str(removed)
+    # a file that changed while the worker was importing is recorded as (-1, -1): changed
+    assert warm_worker.changed({str(kept): (-1, -1)}) == str(kept)
 
 
 def test_idle_seconds_and_the_worker_name(tmp_path: Path) -> None:
@@ -213,11 +244,16 @@ def test_idle_seconds_and_the_worker_name(tmp_path: Path) -> None:
         "repro: {warm_seconds: 7.5}\n": 7.5,
         "repro: {warm_seconds: soon}\n": 0.0,  # the step runs here; its config load says why
         "repro: [\n": 0.0,
+        "repro: {warm_seconds: .inf}\n": 0.0,  # out of the field's bounds: checked there
+        "repro: {warm_seconds: .nan}\n": 0.0,
+        "repro: {warm_seconds: true}\n": 0.0,
     }
     for text, seconds in cases.items():
         params.write_text(text)
         assert warm.idle_seconds(params) == seconds, text
     assert warm.idle_seconds(tmp_path / "missing.yaml") == 0.0
+    params.write_bytes(b"repro: {warm_seconds: 5}  # \xff\n")  # not UTF-8
+    assert warm.idle_seconds(params) == 0.0
     name = warm.address(tmp_path, {"A": "1", "DVC_STAGE": "train@c1", "SHLVL": "2"})
     assert name == warm.address(tmp_path, {"A": "1", "DVC_STAGE": "promote@c4"})
     assert name != warm.address(tmp_path, {"A": "2"})

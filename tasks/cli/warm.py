@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -39,6 +40,8 @@ from typing import Any
 
 DEFAULT_IDLE_SECONDS = 60.0
 """`repro.warm_seconds`' default (tasks/engine/config.py holds the typed field)."""
+MAX_IDLE_SECONDS = 86400.0
+"""Its bound there; a value outside runs the step here, whose config load names the field."""
 VOLATILE = frozenset({"DVC_STAGE", "_", "SHLVL", "PWD", "OLDPWD"})
 """Environment variables that differ between the stages of one `dvc repro` (DVC sets
 DVC_STAGE; shells the rest): the worker's name leaves them out, the step still gets them."""
@@ -46,6 +49,9 @@ START_SECONDS = 120.0
 """How long a new worker may take to listen before the step runs here instead."""
 LOG = Path(".dvc/tmp/warm.log")
 """The workers' log, under the workspace (DVC's own scratch folder; git and DVC ignore it)."""
+
+RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What this process passes on to the step's process group while it waits."""
 
 in_worker = False
 """True inside a forked step: it runs where it is, never forwards again."""
@@ -60,12 +66,14 @@ def idle_seconds(params: Path) -> float:
     import yaml
 
     try:
-        raw = yaml.load(params.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        text = params.read_text(encoding="utf-8")
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         section = (raw or {}).get("repro") or {}
         value = section.get("warm_seconds", DEFAULT_IDLE_SECONDS)
-        return float(value) if isinstance(value, int | float) else 0.0
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):  # ValueError: not UTF-8
         return 0.0
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    return float(number) if 0 < number <= MAX_IDLE_SECONDS else 0.0  # nan and inf fail too
 
 
 def address(root: Path, env: dict[str, str]) -> str:
@@ -83,6 +91,11 @@ def forward(params: Path, args: list[str]) -> int | None:
     runner capturing it), or no worker could be reached or started.
     """
     if in_worker or not sys.platform.startswith("linux") or not _own_descriptors():
+        return None
+    try:  # a closed stdin (or stdout) would hand the step this process's socket instead
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
         return None
     root = params.resolve().parent
     seconds = idle_seconds(params)
@@ -109,9 +122,14 @@ def _own_descriptors() -> bool:
 
 
 def _connect(name: str) -> socket.socket | None:
+    """A connection to the worker named `name`, only if it runs as this user: an abstract name
+    is free for anyone to take, and a request carries the environment and the terminal."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         conn.connect(name)
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] != os.getuid():
+            raise OSError(f"{name[1:]} is held by another user")
     except OSError:
         conn.close()
         return None
@@ -159,7 +177,12 @@ def _start(name: str, root: Path, seconds: float) -> socket.socket | None:
 def _send(conn: socket.socket, args: list[str]) -> dict[str, Any] | None:
     """Send the request with this process's stdin, stdout and stderr; the worker's first reply:
     {"pid": the step's process} or {"stale": why}; None when the worker went away."""
-    request = {"argv": [sys.argv[0], *args], "cwd": os.getcwd(), "env": dict(os.environ)}
+    request = {
+        "argv": [sys.argv[0], *args],
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "ignored": [int(s) for s in RELAYED if signal.getsignal(s) == signal.SIG_IGN],
+    }
     try:
         socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
         return _receive(conn)
@@ -179,8 +202,9 @@ def _wait(conn: socket.socket, pid: int) -> int:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, relay)
+    for signum in RELAYED:  # an ignored one (nohup's SIGHUP) stays ignored, here and there
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, relay)
     last = _receive(conn)  # a relayed signal does not interrupt it (PEP 475)
     if last is None:  # the worker died (killed, out of memory): stop the step it left behind
         relay(signal.SIGTERM, None)

@@ -51,28 +51,38 @@ Sources = dict[str, tuple[int, int]]
 
 
 def log(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} warm worker {os.getpid()}: {message}", flush=True)
+    """A line in the workers' log; a log that cannot be written (a full disk) stops nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} warm worker {os.getpid()}: {message}"
+        print(line.encode("utf-8", "backslashreplace").decode("utf-8"), flush=True)
 
 
 def preload() -> Sources:
-    """Import the libraries and the project's modules; the (mtime, size) of each source file."""
-    from tasks.cli import preflight
+    """Import the libraries and the project's modules; the (mtime, size) of each source file.
 
-    preflight.prefect_defaults()  # what `flywheel step` sets before it imports anything
-    import tasks.cli.app  # noqa: F401 - the command the forks run
+    A module that fails to import (a file saved half-way, a broken library) is left out and
+    logged: a step that needs it imports it itself, and fails or not, as in its own process.
+    A file changed while this ran is recorded as changed, so the next step starts afresh."""
+    began = time.time_ns()
+    try:
+        from tasks.cli import preflight
 
-    names = list(PRELOAD)
-    for package in PACKAGES:
-        module = importlib.import_module(package)
-        names += [m.name for m in pkgutil.walk_packages(module.__path__, f"{package}.")]
+        preflight.prefect_defaults()  # what `flywheel step` sets before it imports anything
+        names = ["tasks.cli.app", *PRELOAD]  # the command the forks run, and its libraries
+        for package in PACKAGES:
+            module = importlib.import_module(package)
+            names += [m.name for m in pkgutil.walk_packages(module.__path__, f"{package}.")]
+    except Exception as error:
+        log(f"not preloaded: {type(error).__name__}: {error}")
+        names = []
     for name in names:
         if any(name == s or name.startswith(f"{s}.") for s in SKIP):
             continue
         try:
             importlib.import_module(name)
-        except Exception as error:  # an optional module: the step imports it (and fails) itself
+        except Exception as error:
             log(f"not preloaded: {name}: {type(error).__name__}: {error}")
-    found = sources()
+    found = {path: seen if seen[0] < began else (-1, -1) for path, seen in sources().items()}
     gc.freeze()  # a fork's collections skip these objects: their pages stay shared, not copied
     return found
 
@@ -158,7 +168,9 @@ class Worker:
             if peer_uid(conn) != os.getuid():
                 conn.close()
                 return None
+            conn.settimeout(10)  # a caller that connects and sends nothing blocks no one
             data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+            conn.settimeout(None)
         except OSError:
             conn.close()
             return None
@@ -176,12 +188,16 @@ class Worker:
         request: dict[str, Any] = json.loads(data)
         with self.lock:  # no thread is inside a print or this lock's users while it forks
             self.running += 1
+            # what the caller ignores (nohup: SIGHUP) is ignored from the fork's first instant
+            kept = {s: signal.signal(s, signal.SIG_IGN) for s in request.get("ignored", [])}
             pid = os.fork()
             if pid == 0:
                 self.listener.close()
                 conn.close()
                 request["fds"] = fds
                 return request
+            for signum, handler in kept.items():
+                signal.signal(signum, handler)
         with contextlib.suppress(OSError):  # the fork does it too: whichever runs first
             os.setpgid(pid, pid)
         for fd in fds:
@@ -193,31 +209,46 @@ class Worker:
 
     def _watch(self, conn: socket.socket, pid: int, request: dict[str, Any]) -> None:
         """Report the step's pid, then its exit status; a caller that goes away stops the step."""
-        started = time.monotonic()
-        with contextlib.suppress(OSError):
-            conn.send(json.dumps({"pid": pid}).encode())
+        started, code = time.monotonic(), 1
+        try:
+            with contextlib.suppress(OSError):
+                conn.send(json.dumps({"pid": pid}).encode())
+            code = os.waitstatus_to_exitcode(self._wait(conn, pid))
+            with contextlib.suppress(OSError):
+                conn.send(json.dumps({"status": code}).encode())
+        finally:
+            conn.close()
+            with self.lock:
+                seconds = time.monotonic() - started
+                log(f"{' '.join(request['argv'][1:])}: pid {pid}, exit {code}, {seconds:.2f} s")
+                self.running -= 1
+                self.last = time.monotonic()
+
+    @staticmethod
+    def _wait(conn: socket.socket, pid: int) -> int:
+        """The step's wait status; a caller that goes away (Ctrl-C, a kill) stops its step."""
+        try:
+            exited: int | None = os.pidfd_open(pid)  # readable when the step exits (Linux 5.3)
+        except OSError:  # an older kernel, or a sandbox that forbids it: poll instead
+            exited = None
         caller_gone = False
-        exited = os.pidfd_open(pid)  # readable when the step exits (Linux 5.3)
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            watched = [exited] if caller_gone else [exited, conn.fileno()]
-            readable, _, _ = select.select(watched, [], [])
-            if conn.fileno() in readable and not conn.recv(16):
-                caller_gone = True  # killed (Ctrl-C or a kill): stop its step as well
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
-        os.close(exited)
-        code = os.waitstatus_to_exitcode(status)
-        with contextlib.suppress(OSError):
-            conn.send(json.dumps({"status": code}).encode())
-        conn.close()
-        seconds = time.monotonic() - started
-        with self.lock:
-            log(f"{' '.join(request['argv'][1:])}: pid {pid}, exit {code}, {seconds:.2f} s")
-            self.running -= 1
-            self.last = time.monotonic()
+        try:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return status
+                watched = [] if caller_gone else [conn.fileno()]
+                watched += [exited] if exited is not None else []
+                readable, _, _ = select.select(
+                    watched, [], [], None if exited is not None else 0.05
+                )
+                if conn.fileno() in readable and not conn.recv(16):
+                    caller_gone = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGTERM)
+        finally:
+            if exited is not None:
+                os.close(exited)
 
 
 def run_step(request: dict[str, Any]) -> None:
@@ -229,9 +260,12 @@ def run_step(request: dict[str, Any]) -> None:
         os.close(fd)
     if isinstance(sys.stdout, io.TextIOWrapper):  # as Python sets it up for a terminal
         sys.stdout.reconfigure(line_buffering=os.isatty(1))
+    ignored = set(request.get("ignored", []))  # ignored since the fork, as the caller has them
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signum not in ignored:
+            signal.signal(signum, signal.SIG_DFL)
+    if signal.SIGINT not in ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -267,7 +301,12 @@ def main(name: str, root: str, idle: str) -> None:
     listener.listen(16)
     log(f"started for {root}")
     worker = Worker(listener, Path(root), float(idle))
-    request = worker.serve()
+    try:
+        request = worker.serve()
+    except Exception as error:  # it stops taking steps; those running still report
+        log(f"stopped: {type(error).__name__}: {error}")
+        listener.close()
+        request = None
     if request is not None:
         run_step(request)
     while worker.running:  # a step still running reports its status before this one goes

@@ -43,11 +43,12 @@ def enter(params: TrainerParams) -> None:
     """
     threads = str(params.threads)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+    if params.portable:  # before any MKL call below: MKL reads MKL_CBWR at its first one
+        os.environ.update(PORTABLE_ENV)
     if "torch" in sys.modules:  # loaded already (a warm step's fork): the variables came late
         sys.modules["torch"].set_num_threads(params.threads)
     if not params.portable:
         return
-    os.environ.update(PORTABLE_ENV)
     import torch
 
     torch.backends.mkldnn.set_flags(False)  # convolutions through torch's own code and MKL
