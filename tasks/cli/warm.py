@@ -139,6 +139,7 @@ def _connect(name: str) -> socket.socket | None:
 def _start(name: str, root: Path, seconds: float) -> socket.socket | None:
     """Start a worker for `name` and connect to it (it listens before it imports anything)."""
     log = root / LOG
+    out: Any = subprocess.DEVNULL
     try:
         out = log.open("ab") if log.parent.is_dir() else subprocess.DEVNULL
         worker = subprocess.Popen(  # noqa: S603 - this interpreter, our own module; -P: the
@@ -205,7 +206,10 @@ def _wait(conn: socket.socket, pid: int) -> int:
     for signum in RELAYED:  # an ignored one (nohup's SIGHUP) stays ignored, here and there
         if signal.getsignal(signum) != signal.SIG_IGN:
             signal.signal(signum, relay)
-    last = _receive(conn)  # a relayed signal does not interrupt it (PEP 475)
+    try:
+        last = _receive(conn)  # a relayed signal does not interrupt it (PEP 475)
+    except OSError:  # the connection reset: the worker is gone
+        last = None
     if last is None:  # the worker died (killed, out of memory): stop the step it left behind
         relay(signal.SIGTERM, None)
         print(

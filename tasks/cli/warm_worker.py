@@ -130,7 +130,7 @@ class Worker:
 
         The first step forks at once and imports what it needs itself, as in a process of its
         own, while this worker loads everything for the steps after it (on another core): so a
-        single `flywheel step` waits no longer than it did without a worker."""
+        single `flywheel step` by hand waits about as long as without a worker."""
         imported: Sources | None = None
         self.listener.settimeout(1.0)
         while True:
