@@ -82,7 +82,8 @@ def preload() -> Sources:
             importlib.import_module(name)
         except Exception as error:
             log(f"not preloaded: {name}: {type(error).__name__}: {error}")
-    found = {path: seen if seen[0] < began else (-1, -1) for path, seen in sources().items()}
+    ended = time.time_ns()  # a file dated in the future (clock skew) is not one saved meanwhile
+    found = {p: (-1, -1) if began <= seen[0] <= ended else seen for p, seen in sources().items()}
     gc.freeze()  # a fork's collections skip these objects: their pages stay shared, not copied
     return found
 
