@@ -74,6 +74,24 @@ def wait_until(check: Callable[[], bool], seconds: float = 30) -> bool:
     return check()
 
 
+def waiting_step(root: Path, worker: int, ignore_hangup: bool = False) -> subprocess.Popen[str]:
+    """`flywheel step prepare` while a second process holds the workspace: once this returns,
+    its fork in `worker` is waiting for the lock. `ignore_hangup`: started under `nohup`."""
+    caller = subprocess.Popen(
+        [BIN / "flywheel", "step", "prepare", "--wait", "100"],
+        cwd=root,
+        env=steady_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        if ignore_hangup
+        else None,
+    )
+    assert wait_until(lambda: bool(psutil.Process(worker).children()), 120), log(root)
+    return caller
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_workspace(tmp_path_factory.mktemp("warm") / "repo", cycles=1)
@@ -112,15 +130,7 @@ def test_stopping_the_caller_stops_its_step_in_the_worker(root: Path, sig: int) 
     worker = workers(root)[-1]
     lock_holder = holder(root, 120)
     try:
-        caller = subprocess.Popen(
-            [BIN / "flywheel", "step", "prepare", "--wait", "100"],
-            cwd=root,
-            env=steady_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert wait_until(lambda: bool(psutil.Process(worker).children()), 120), log(root)
+        caller = waiting_step(root, worker)
         (step,) = psutil.Process(worker).children()  # waiting for the lock
         before = served(root)
         caller.send_signal(sig)
@@ -142,16 +152,7 @@ def test_a_sighup_the_caller_ignores_stays_ignored_in_its_step(root: Path) -> No
     worker = workers(root)[-1]
     lock_holder = holder(root, 120)
     try:
-        caller = subprocess.Popen(
-            [BIN / "flywheel", "step", "prepare", "--wait", "100"],
-            cwd=root,
-            env=steady_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
-        )
-        assert wait_until(lambda: bool(psutil.Process(worker).children()), 120), log(root)
+        caller = waiting_step(root, worker, ignore_hangup=True)
         (step,) = psutil.Process(worker).children()
         caller.send_signal(signal.SIGHUP)
         os.killpg(step.pid, signal.SIGHUP)  # as a terminal's hang-up reaches the group
@@ -170,15 +171,7 @@ def test_a_worker_killed_mid_step_stops_the_step_and_the_caller_says_so(root: Pa
     worker = workers(root)[-1]
     lock_holder = holder(root, 120)
     try:
-        caller = subprocess.Popen(
-            [BIN / "flywheel", "step", "prepare", "--wait", "100"],
-            cwd=root,
-            env=steady_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert wait_until(lambda: bool(psutil.Process(worker).children()), 120), log(root)
+        caller = waiting_step(root, worker)
         (step,) = psutil.Process(worker).children()
         os.kill(worker, signal.SIGKILL)  # out of memory, or a kill by hand
         _, err = caller.communicate(timeout=30)
