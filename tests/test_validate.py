@@ -101,7 +101,8 @@ def _crafted(honest: pl.DataFrame, prepared: Prepared, case: str) -> tuple[pl.Da
     if case == "confidence_out_of_range":
         return put(put(honest, 5, "confidence", 1.5), 6, "confidence", -0.1), {5, 6}
     if case == "null_value":
-        return put(put(honest, 7, "label", None), 8, "row_id", None), {7, 8}
+        nulls = put(put(honest, 7, "label", None), 8, "row_id", None)
+        return put(nulls, 10, "px33", None), {7, 8, 10}  # a pixel: the rows' check columns
     if case == "duplicate_row_id":
         return put(honest, 9, "row_id", honest["row_id"][60]), {9, 60}
     if case == "duplicate_image":

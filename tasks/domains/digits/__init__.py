@@ -37,7 +37,7 @@ class Digits(FixedPool):
         return data.prepare(cfg, seed)
 
     def check_columns(self, batch: pl.DataFrame, cfg: Config) -> pl.DataFrame:
-        return batch  # every digits rule reads the row's own columns
+        return expectations.check_columns(batch)
 
     def expectations(self, cfg: Config) -> list[Expectation]:
         return expectations.suite()
