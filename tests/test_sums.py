@@ -281,3 +281,28 @@ def test_rounds_train_at_their_own_learning_rate() -> None:
     training.fit(module, loader(trainset, cfg, 0), 4, TrainerParams())
     [optimizer] = module.trainer.optimizers
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([rates[-1]] * 2)
+
+
+@pytest.mark.parametrize(
+    ("power", "expected"), [(0.0, {1: 20, 2: 20, 3: 20}), (1.0, {1: 10, 2: 20, 3: 30})]
+)
+def test_older_rows_are_rehearsed_in_proportion_to_length_weight(
+    power: float, expected: dict[int, int]
+) -> None:
+    """A round's batch draws its older rows per length in proportion to length ** length_weight
+    (0: balanced), read back from the answers' widths (a sum of n digits answers n + 1)."""
+    from tasks.domains.sums.training import loader
+
+    cfg = Config(
+        seed_digits=3, seed_per_length=30, train={
+            "width": 16, "layers": 1, "heads": 2, "batch_size": 60, "steps": 2,
+            "newest_share": 0.0, "length_weight": power,
+        },
+    )  # fmt: skip
+    seed = data.prepare(cfg.model_copy(update={"eval_digits": 3}), 0).seed
+    newest = seed.head(4).with_columns(
+        cycle=pl.lit(1, pl.Int64()), problem_id=pl.lit("r") + pl.col("problem_id")
+    )
+    for _, spans, _ in loader(pl.concat([seed, newest]), cfg, 0):
+        widths, counts = np.unique(spans[:, 1].numpy(), return_counts=True)
+        assert dict(zip((widths - 1).tolist(), counts.tolist(), strict=True)) == expected

@@ -23,6 +23,10 @@ class TrainConfig(Section):
     rows (seed included), balanced across lengths, so mastered lengths are rehearsed. 0.2
     (with `round_warmup` 30) mastered lengths 1-10 by cycle 16 (1,029 s), 0.5 (with 10) 1-7
     by cycle 16 (`python -m benchmarks.sums`, seed 0, docs/sums.md)."""
+    length_weight: float = Field(0.0, ge=0, le=4)
+    """Later fits: length n's share of the older rows in a batch is proportional to
+    n ** length_weight. 0: balanced over lengths (every length rehearsed alike); 1: in
+    proportion to the length, so the long lengths that stall get more of the batch."""
     batch_size: int = Field(256, ge=1)
     """Sequences per step (the loss counts only their answers' 2-31 characters). Seed fit,
     3,000 steps, seed 0 (docs/sums.md): 256 at lr 3e-3 reached exact match 1.00 / 1.00 / 0.97 /

@@ -64,6 +64,24 @@ def _balanced(
     return picked
 
 
+def _weighted(
+    groups: dict[int, torch.Tensor], count: int, power: float, generator: torch.Generator
+) -> list[int]:
+    """`count` rows from `groups` (row indices per length), length n's share proportional to
+    n ** `power`; quotas rounded by largest remainder (ties: the longer length)."""
+    weights = {n: float(n) ** power for n in groups}
+    total = sum(weights.values())
+    exact = {n: count * w / total for n, w in weights.items()}
+    quota = {n: int(q) for n, q in exact.items()}
+    by_remainder = sorted(groups, key=lambda n: (exact[n] - quota[n], n), reverse=True)
+    for n in by_remainder[: count - sum(quota.values())]:
+        quota[n] += 1
+    picked: list[int] = []
+    for n, group in groups.items():
+        picked += group[torch.randint(len(group), (quota[n],), generator=generator)].tolist()
+    return picked
+
+
 def _by_length(lengths: list[int], keep: list[bool]) -> dict[int, torch.Tensor]:
     found: dict[int, list[int]] = {}
     for i, (n, k) in enumerate(zip(lengths, keep, strict=True)):
@@ -82,11 +100,11 @@ class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
 
     Seed fit: balanced over the lengths allowed so far; the longest allowed grows from the
     shortest length to the longest over `grow_share` of the steps (issue 13). Later fits:
-    `newest_share` of each batch from the newest cycle's rows, the rest balanced over the
-    older rows' lengths. Under DDP each process draws from its own share of each length's rows
-    and of the newest rows (every world-th row), so the processes train on disjoint rows; a
-    group with fewer rows than processes is drawn from whole. Alone, it yields what it did as
-    a batch sampler."""
+    `newest_share` of each batch from the newest cycle's rows, the rest from the older rows,
+    balanced over their lengths (`length_weight` 0) or weighted toward the longer ones. Under
+    DDP each process draws from its own share of each length's rows and of the newest rows
+    (every world-th row), so the processes train on disjoint rows; a group with fewer rows
+    than processes is drawn from whole. Alone, it yields what it did as a batch sampler."""
 
     def __init__(
         self,
@@ -137,7 +155,11 @@ class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
                 fresh = round(size * self.train.newest_share) if older else size
                 draw = torch.randint(len(newest), (fresh,), generator=self.generator)
                 picked = newest[draw].tolist()
-                if size > fresh:
+                if size > fresh and self.train.length_weight:
+                    picked += _weighted(
+                        older, size - fresh, self.train.length_weight, self.generator
+                    )
+                elif size > fresh:
                     picked += _balanced(list(older.values()), size - fresh, step, self.generator)
             rate = torch.tensor(self.learning_rate(step), dtype=torch.float64)
             yield self.tokens[picked], self.spans[picked], rate
