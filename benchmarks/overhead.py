@@ -18,6 +18,8 @@ from benchmarks.flowrun import FlowRun, Scale, TaskSpan, shared_flow_run
 from benchmarks.tables import show
 
 TARGET_SHARE = 0.15
+TARGET_SECONDS = 2.5
+"""Issue 11: everything but generate, train and evaluate under 2.5 s a default digits cycle."""
 COMPUTE_STEPS = ("generate", "train", "evaluate")
 OTHER_STEPS = ("validate", "snapshot", "promote")
 
@@ -131,6 +133,7 @@ def run(scale: Scale) -> dict[str, Any]:
     # A default cycle trains; a cycle whose batch was rejected trains nothing and is all overhead.
     trained = [c for c in per_cycle if c["fit_seconds"] is not None] or per_cycle
     median_share = statistics.median(c["everything_else_share"] for c in trained)
+    median_else = statistics.median(c["everything_else_seconds"] for c in trained)
     total_wall = sum(c["wall_seconds"] for c in trained)
     total_else = sum(c["everything_else_seconds"] for c in trained)
     result = {
@@ -143,8 +146,9 @@ def run(scale: Scale) -> dict[str, Any]:
         "median_everything_else_share_all_cycles": rounded(
             statistics.median(c["everything_else_share"] for c in per_cycle)
         ),
-        "median_everything_else_seconds": rounded(
-            statistics.median(c["everything_else_seconds"] for c in trained), 3
+        "median_everything_else_seconds": rounded(median_else, 3),
+        "max_everything_else_seconds": rounded(
+            max(c["everything_else_seconds"] for c in trained), 3
         ),
         "pooled_everything_else_share": rounded(total_else / total_wall),
         "wrapper_probe_seconds": {"cycle": cycles[-1], **wrapper_probe(flow, cycles[-1])},
@@ -153,7 +157,12 @@ def run(scale: Scale) -> dict[str, Any]:
                 "target": f"everything else <= {TARGET_SHARE:.0%} of a trained cycle (median)",
                 "value": rounded(median_share),
                 "met": median_share <= TARGET_SHARE,
-            }
+            },
+            {
+                "target": f"everything else under {TARGET_SECONDS} s a trained cycle (median)",
+                "value": rounded(median_else, 3),
+                "met": median_else < TARGET_SECONDS,
+            },
         ],
     }
     result["headline"] = {
