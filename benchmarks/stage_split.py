@@ -124,10 +124,17 @@ def no_op(root: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cycles", type=positive, default=100)
+    parser.add_argument("--rounds", type=positive, default=5)
     args = parser.parse_args(argv)
     setup_environment()
     template = yaml.safe_load((REPO / "pipeline" / "cycle.yaml").read_text())
