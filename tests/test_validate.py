@@ -102,7 +102,7 @@ def _crafted(honest: pl.DataFrame, prepared: Prepared, case: str) -> tuple[pl.Da
         return put(put(honest, 5, "confidence", 1.5), 6, "confidence", -0.1), {5, 6}
     if case == "null_value":
         nulls = put(put(honest, 7, "label", None), 8, "row_id", None)
-        return put(nulls, 10, "px33", None), {7, 8, 10}  # a pixel: the rows' check columns
+        return put(nulls, 10, "px33", None), {7, 8, 10}  # via check_null_pixels
     if case == "duplicate_row_id":
         return put(honest, 9, "row_id", honest["row_id"][60]), {9, 60}
     if case == "duplicate_image":
