@@ -46,10 +46,11 @@ evaluation knob reruns evaluation and promotion only; a network edit reruns trai
 after it); 3 also keeps generation out of a training-code change."""
 
 
-def touch(paths: list[str]) -> None:
-    """A stage's command: write its outs (a path ending in / is a folder of 3 files)."""
+def touch(paths: list[str], root: Path = Path()) -> None:
+    """A stage's command: write its outs under `root` (a path ending in / is a folder of 3
+    files)."""
     for name in paths:
-        path = Path(name.rstrip("/"))
+        path = root / name.rstrip("/")
         if name.endswith("/"):
             path.mkdir(parents=True, exist_ok=True)
             for i in range(3):
@@ -88,10 +89,9 @@ def build(root: Path, layout: list[list[str]], template: dict[str, Any], cycles:
     root.mkdir(parents=True)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=root, check=True)
-    os.chdir(root)
     steps = ["generate", "validate", "snapshot", "train", "evaluate", "promote"]
-    touch([f"pipeline/fingerprints/{step}.json" for step in steps])
-    touch(["data/prepared/pool.parquet", "data/prepared/eval.parquet"])
+    touch([f"pipeline/fingerprints/{step}.json" for step in steps], root)
+    touch(["data/prepared/pool.parquet", "data/prepared/eval.parquet"], root)
     first = ["arrivals.parquet", "champion/", "snapshot.json", "promotion.json"]
     seed = [f"cycles/c0/{name}" for name in first]
     root_stages = {
@@ -101,14 +101,14 @@ def build(root: Path, layout: list[list[str]], template: dict[str, Any], cycles:
             "outs": [name.rstrip("/") for name in seed],
         }
     }
-    Path("dvc.yaml").write_text(yaml.safe_dump({"stages": root_stages}, sort_keys=False))
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": root_stages}, sort_keys=False))
     stages = {"-".join(group): merged(group, template) for group in layout}
     body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=1000)
     for k in range(1, cycles + 1):
-        folder = Path(f"pipeline/c{k}")
+        folder = root / "pipeline" / f"c{k}"
         folder.mkdir(parents=True)
         (folder / "dvc.yaml").write_text(pipeline.render(body, f"c{k}", f"c{k - 1}"))
-    subprocess.run(["dvc", "repro", "-P", "-q"], check=True)
+    subprocess.run(["dvc", "repro", "-P", "-q"], cwd=root, check=True)
 
 
 def no_op(root: Path) -> tuple[float, float]:
