@@ -306,3 +306,32 @@ def test_older_rows_are_rehearsed_in_proportion_to_length_weight(
     for _, spans, _ in loader(pl.concat([seed, newest]), cfg, 0):
         widths, counts = np.unique(spans[:, 1].numpy(), return_counts=True)
         assert dict(zip((widths - 1).tolist(), counts.tolist(), strict=True)) == expected
+
+
+def test_the_loss_per_group_of_lengths_equals_the_loss_over_the_padded_batch() -> None:
+    """Training cuts each batch into groups of similar length, each padded to its own longest
+    row; the loss and its gradients are the padded batch's mean over answer characters."""
+    from torch.nn import functional as F
+
+    from tasks.domains.sums import decoding
+    from tasks.domains.sums.training import IGNORE, answer_loss, encode_rows
+
+    cfg = Config(seed_digits=9, seed_per_length=5, train={"width": 32, "layers": 2, "heads": 2})
+    rows = data.prepare(cfg.model_copy(update={"eval_digits": 9}), 0).seed
+    tokens, spans = encode_rows(rows.sample(fraction=1.0, shuffle=True, seed=1), 9)
+    torch.manual_seed(0)
+    net = decoding.build(cfg).nets()[0]
+
+    logits = net(tokens[:, :-1])  # the whole batch padded to its longest row, by hand
+    targets = tokens[:, 1:].clone()
+    position = torch.arange(1, tokens.shape[1])[None, :]
+    targets[(position < spans[:, :1]) | (position >= spans.sum(dim=1)[:, None])] = IGNORE
+    padded = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    expected = torch.autograd.grad(padded, list(net.parameters()))
+
+    grouped = answer_loss(net, tokens, spans)
+    got = torch.autograd.grad(grouped, list(net.parameters()))
+    assert int(spans[:, 1].min()) == 2 and int(spans[:, 1].max()) == 10  # lengths 1-9 mixed
+    assert grouped.item() == pytest.approx(padded.item(), rel=1e-5)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
