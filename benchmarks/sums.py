@@ -39,6 +39,7 @@ QUICK = (
     "sums.eval_digits=8",
     "sums.round_problems=200",
     "sums.train.seed_steps=300",
+    "sums.train.restart_steps=50",
     "sums.train.steps=50",
 )
 TARGET_LENGTH, MASTERED, BUDGET_SECONDS = 12, 0.9, 1800

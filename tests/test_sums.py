@@ -265,12 +265,18 @@ def test_rounds_train_at_their_own_learning_rate() -> None:
         seed_digits=2, seed_per_length=30, train={
             "width": 16, "layers": 1, "heads": 2, "batch_size": 8, "seed_steps": 5, "steps": 4,
             "lr": 3e-3, "warmup": 3, "round_lr": 5e-4, "round_warmup": 2,
+            "restart_steps": 4, "restart_lr": 1e-3,
         },
     )  # fmt: skip
     seed = data.prepare(cfg.model_copy(update={"eval_digits": 2}), 0).seed
-    rates = [float(b[2]) for b in loader(seed, cfg, 0)]
-    assert rates == pytest.approx([3e-3 * lr_factor(s, 3, 5) for s in range(5)])
+    batches = list(loader(seed, cfg, 0))
+    rates = [float(b[2]) for b in batches]
+    assert rates[:5] == pytest.approx([3e-3 * lr_factor(s, 3, 5) for s in range(5)])
     assert rates[2] == pytest.approx(3e-3)  # the peak after 3 warm-up steps
+    # then the warm restart: warmed up again to restart_lr, decayed over restart_steps
+    assert rates[5:] == pytest.approx([1e-3 * lr_factor(s, 3, 4) for s in range(4)])
+    assert rates[5] < rates[6] < rates[7] == pytest.approx(1e-3)
+    assert all(set(b[1][:, 1].tolist()) == {2, 3} for b in batches[5:])  # both seed lengths
     round_rows = seed.head(4).with_columns(cycle=pl.lit(1, pl.Int64()))
     trainset = pl.concat([seed, round_rows])
     rates = [float(b[2]) for b in loader(trainset, cfg, 0)]

@@ -26,6 +26,7 @@ TINY_SUMS = [
     "sums.eval_per_length=20",
     "sums.round_problems=100",
     "sums.train.seed_steps=400",
+    "sums.train.restart_steps=100",
     "sums.train.steps=40",
     "sums.train.width=32",
     "sums.train.layers=2",

@@ -102,9 +102,9 @@ class Sums(FixedPool):
         return loader(trainset, cfg, seed)
 
     def max_steps(self, trainset: pl.DataFrame, cfg: Config) -> int:
-        from tasks.domains.sums.training import is_seed_fit
+        from tasks.domains.sums.training import fit_steps
 
-        return cfg.train.seed_steps if is_seed_fit(trainset) else cfg.train.steps
+        return fit_steps(trainset, cfg.train)
 
     def evaluate(self, network: Any, eval_set: pl.DataFrame, cfg: Config) -> Evaluation:
         from tasks.domains.sums.sampling import evaluate

@@ -1,5 +1,6 @@
 """The Lightning side: next-character loss on the answer only; cycle 0 on the seed with a
-growing length curriculum, later cycles warm-started on half newest rows, half older ones.
+growing length curriculum and a warm restart, later cycles warm-started on a fifth newest rows,
+the rest older ones.
 
 Each batch carries its own learning rate: only the batches know whether they are cycle 0's
 (from scratch, `lr`) or a round's (warm-started, `round_lr`), and the module sets it before the
@@ -35,6 +36,11 @@ def training_rows(trainset: pl.DataFrame) -> pl.DataFrame:
 def is_seed_fit(trainset: pl.DataFrame) -> bool:
     """Cycle 0: the training set holds the human seed only."""
     return trainset.filter(pl.col("cycle") > 0).is_empty()
+
+
+def fit_steps(trainset: pl.DataFrame, train: TrainConfig) -> int:
+    """Optimiser steps of this fit: cycle 0's `seed_steps` + `restart_steps`, else `steps`."""
+    return train.seed_steps + train.restart_steps if is_seed_fit(trainset) else train.steps
 
 
 def encode_rows(rows: pl.DataFrame, digits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +105,8 @@ class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """`steps` batches of (tokens, spans, learning rate: a 0-d float tensor).
 
     Seed fit: balanced over the lengths allowed so far; the longest allowed grows from the
-    shortest length to the longest over `grow_share` of the steps (issue 13). Later fits:
+    shortest length to the longest over `grow_share` of `seed_steps` (issue 13), and every
+    length is allowed in the warm restart after them (`restart_steps`). Later fits:
     `newest_share` of each batch from the newest cycle's rows, the rest from the older rows,
     balanced over their lengths (`length_weight` 0) or weighted toward the longer ones. Under
     DDP each process draws from its own share of each length's rows and of the newest rows
@@ -131,16 +138,20 @@ class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         return self.steps
 
     def allowed(self, step: int) -> list[int]:
-        """Seed fit: the lengths a batch at `step` may hold."""
+        """Seed fit: the lengths a batch at `step` may hold (all of them in the restart)."""
         lengths = list(self.older)
-        span = max(1.0, self.train.grow_share * self.steps)
+        span = max(1.0, self.train.grow_share * self.train.seed_steps)
         return lengths[: min(len(lengths), 1 + int(len(lengths) * step / span))]
 
     def learning_rate(self, step: int) -> float:
-        """The peak rate (`lr` for the seed fit, `round_lr` after), warmed up and decayed."""
+        """The peak rate, warmed up and decayed: `lr` for the seed fit's first `seed_steps`,
+        then `restart_lr` over its `restart_steps`; `round_lr` for a round."""
         t = self.train
-        peak, warmup = (t.lr, t.warmup) if self.seed else (t.round_lr, t.round_warmup)
-        return peak * lr_factor(step, warmup, self.steps)
+        if not self.seed:
+            return t.round_lr * lr_factor(step, t.round_warmup, self.steps)
+        if step < t.seed_steps:
+            return t.lr * lr_factor(step, t.warmup, t.seed_steps)
+        return t.restart_lr * lr_factor(step - t.seed_steps, t.warmup, t.restart_steps)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         rank, world = process_share()  # here, not in __init__: the loader is built before DDP
@@ -169,10 +180,9 @@ def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
     """The batches above of one answer per problem; an `IterableDataset` (batch_size=None: it
     yields whole batches), so Lightning leaves its sharding to it."""
     rows = training_rows(trainset)
-    seed_fit = is_seed_fit(trainset)
-    steps = cfg.train.seed_steps if seed_fit else cfg.train.steps
     tokens, spans = encode_rows(rows, cfg.max_digits)
-    batches = Batches(tokens, spans, rows, cfg.train, steps, seed_fit, seed)
+    steps = fit_steps(trainset, cfg.train)
+    batches = Batches(tokens, spans, rows, cfg.train, steps, is_seed_fit(trainset), seed)
     return DataLoader(batches, batch_size=None)
 
 
