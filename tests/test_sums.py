@@ -230,6 +230,43 @@ def test_forgetting_a_mastered_length_is_vetoed_even_when_the_frontier_gains() -
     assert decide(record(learned), record(champion), rules, None, comparison).promoted
 
 
+def test_a_mastered_length_may_not_slip_below_the_bar_in_a_promoted_champion() -> None:
+    """A length at 0.92 that slips to 0.88 is no significant fall, so the veto lets it pass;
+    sums' slice floor (0.9) refuses it. A length below the bar may still move freely."""
+    from tasks.domains.sums import DOMAIN
+
+    champion = evaluation(
+        {n: [1.0] * 100 for n in range(1, 5)}
+        | {5: [1.0] * 92 + [0.0] * 8}
+        | {6: [1.0] * 50 + [0.0] * 50}
+    )
+    slipped = evaluation(
+        {n: [1.0] * 100 for n in range(1, 5)}
+        | {5: [1.0] * 88 + [0.0] * 12}
+        | {6: [1.0] * 85 + [0.0] * 15}
+    )
+    rules = PromoteParams()
+    comparison = gate.compare(slipped.scores, champion.scores, rules.confidence)  # type: ignore[arg-type]
+    assert decide(record(slipped), record(champion), rules, None, comparison).promoted
+    decision = decide(
+        record(slipped), record(champion), rules, None, comparison, DOMAIN.slice_floor
+    )
+    assert DOMAIN.slice_floor == 0.9
+    assert not decision.promoted
+    assert decision.reason.startswith("slice floor: slice 5 at 0.880, below 0.9")
+    assert decision.evidence is not None and decision.evidence["below_floor"] == ["5"]
+    below = evaluation(
+        {n: [1.0] * 100 for n in range(1, 5)} | {5: [1.0] * 50 + [0.0] * 50} | {6: [0.0] * 100}
+    )
+    moved = evaluation(
+        {n: [1.0] * 100 for n in range(1, 5)}
+        | {5: [1.0] * 45 + [0.0] * 55}
+        | {6: [1.0] * 60 + [0.0] * 40}
+    )  # 5, never mastered, falls from 0.50 to 0.45: no floor applies below the bar
+    comparison = gate.compare(moved.scores, below.scores, rules.confidence)  # type: ignore[arg-type]
+    assert decide(record(moved), record(below), rules, None, comparison, 0.9).promoted
+
+
 def test_every_model_of_the_ensemble_answers_and_votes() -> None:
     """The unchecked variant with `models: 2`: both networks (different initial weights) give
     a greedy and a sampled answer per problem, and a row's votes count all four answers."""

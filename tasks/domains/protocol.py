@@ -251,6 +251,11 @@ class Domain(Protocol[C]):
     plays_arena: bool
     """Whether promotion also needs the candidate to hold its own head to head (games)."""
 
+    slice_floor: float | None
+    """Promotion: a slice the champion scores at or above this must score at or above it in a
+    promoted candidate too, even when its fall is not significant (a mastered skill stays
+    mastered; sums: 0.9, issue 13). None: no floor, the paired veto alone judges slices."""
+
     def arena(
         self, candidate: torch.nn.Module, champion: torch.nn.Module, cfg: C
     ) -> dict[str, Any]:

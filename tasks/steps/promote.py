@@ -4,6 +4,8 @@ Gate, then promote (KataGo's gatekeeper): a cycle can make things worse, and the
 kept when it does. The per-slice veto catches what a batch-level check cannot, such as two
 classes swapped inside a balanced histogram. By default both judgements are paired tests on the
 rows both models were scored on (tasks/engine/gate.py), so noise on a small slice decides nothing.
+A domain may also set a slice floor (sums: a length at exact match 0.9 is mastered): a slice the
+champion scores at or above it must stay there in a promoted candidate, significant or not.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ def decide(
     rules: PromoteParams,
     arena: Mapping[str, Any] | None = None,
     comparison: gate.Comparison | None = None,
+    floor: float | None = None,
 ) -> Decision:
     """Pure gate on two evaluation records (see evaluate.py). `comparison` is their paired
     comparison on the shared eval rows (`gate.compare`; needed by `rules.rule == "paired"`);
-    `arena` is the head-to-head result for domains that play one."""
+    `arena` is the head-to-head result for domains that play one; `floor` is the domain's
+    `slice_floor` (a slice the champion scores at or above it must stay there)."""
     if isinstance(candidate, NotEvaluated):
         return Decision(False, f"no candidate: {candidate.reason}")
     if champion is None:
@@ -51,10 +55,34 @@ def decide(
         s: round(champion.slices[s] - candidate.slices.get(s, 0.0), 6) for s in champion.slices
     }
     if rules.rule == "point":
-        return _point(candidate, champion, rules, arena, drops)
-    if comparison is None:
+        decision = _point(candidate, champion, rules, arena, drops)
+    elif comparison is None:
         raise ValueError("the paired rule needs the paired comparison of both models' scores")
-    return _paired(comparison, rules, arena, drops)
+    else:
+        decision = _paired(comparison, rules, arena, drops)
+    if (
+        decision.promoted
+        and floor is not None
+        and (fell := _below_floor(candidate, champion, floor))
+    ):
+        worst = min(fell, key=lambda s: (candidate.slices.get(s, 0.0), s))
+        why = (
+            f"slice floor: slice {worst} at {candidate.slices.get(worst, 0.0):.3f}, below "
+            f"{floor} where the champion has {champion.slices[worst]:.3f} ({len(fell)} slice(s) "
+            "fell below the floor)"
+        )
+        evidence = {**(decision.evidence or {}), "floor": floor, "below_floor": sorted(fell)}
+        return Decision(False, why, drops, evidence)
+    return decision
+
+
+def _below_floor(candidate: Evaluated, champion: Evaluated, floor: float) -> list[str]:
+    """Slices the champion scores at or above `floor` and the candidate below it."""
+    return [
+        s
+        for s, score in champion.slices.items()
+        if score >= floor and candidate.slices.get(s, 0.0) < floor
+    ]
 
 
 def _point(
@@ -172,7 +200,12 @@ def propose(
     arena = head_to_head(cfg, layout, cycle) if contest else None
     paired = contest and cfg.params.promote.rule == "paired"
     comparison = paired_comparison(cfg, layout, cycle, current) if paired and current else None
-    return candidate, arena, decide(candidate, current, cfg.params.promote, arena, comparison)
+    floor = domains.load(cfg.domain_name).slice_floor
+    return (
+        candidate,
+        arena,
+        decide(candidate, current, cfg.params.promote, arena, comparison, floor),
+    )
 
 
 def asks_a_person(cfg: Config, decision: Decision, previous: Promotion | None) -> bool:

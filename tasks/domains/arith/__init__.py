@@ -29,6 +29,7 @@ class Arith(FixedPool):
     suite_version = expectations.SUITE_VERSION
     warm_start = False  # ReST-EM: each cycle's model starts from scratch on seed + accepted
     plays_arena = False
+    slice_floor: float | None = None
 
     def schema(self, cfg: Config) -> dict[str, pl.DataType]:
         return data.schema()

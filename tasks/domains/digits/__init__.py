@@ -29,6 +29,7 @@ class Digits(FixedPool):
     suite_version = expectations.SUITE_VERSION
     warm_start = False  # a noisy student is retrained from scratch on the whole snapshot
     plays_arena = False
+    slice_floor: float | None = None
 
     def schema(self, cfg: Config) -> dict[str, pl.DataType]:
         return data.schema()

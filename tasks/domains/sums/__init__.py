@@ -23,7 +23,7 @@ from tasks.domains.protocol import (
     generate_here,
 )
 from tasks.domains.sums import checks, data, notation
-from tasks.domains.sums.config import Config
+from tasks.domains.sums.config import MASTERED, Config
 
 
 class Sums(FixedPool):
@@ -36,6 +36,7 @@ class Sums(FixedPool):
     suite_version = checks.SUITE_VERSION
     warm_start = True  # each round continues from the champion (issue 13's recipe)
     plays_arena = False
+    slice_floor: float | None = MASTERED  # a mastered length stays mastered (issue 13)
 
     def schema(self, cfg: Config) -> dict[str, pl.DataType]:
         return data.schema()

@@ -8,6 +8,11 @@ from pydantic import Field, model_validator
 
 from tasks.domains.section import Section
 
+MASTERED = 0.9
+"""Exact match at which a length counts as mastered: issue 13's bar, `mastered_up_to` in each
+evaluation, and the promotion floor (`Sums.slice_floor`): a length the champion has mastered
+must stay at or above it in a promoted candidate."""
+
 
 class TrainConfig(Section):
     seed_steps: int = Field(3000, ge=1)

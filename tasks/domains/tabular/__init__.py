@@ -34,6 +34,7 @@ class Tabular:
     row_group: str | None = None  # every rule reads one row
     warm_start = False  # retrained from scratch on the whole snapshot, like digits
     plays_arena = False
+    slice_floor: float | None = None
 
     def __init__(self) -> None:
         self.suite_version = f"{expectations.SUITE}:unread"

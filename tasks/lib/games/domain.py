@@ -40,6 +40,7 @@ class GameDomain(FixedPool, Generic[G]):
     suite_version = expectations.SUITE_VERSION
     warm_start = True  # AlphaZero: the network keeps learning from its own newest games
     plays_arena = True
+    slice_floor: float | None = None
 
     def __init__(self, name: str, game_of: Callable[[G], Game]) -> None:
         self.name = name
