@@ -378,3 +378,45 @@ def test_the_loss_per_group_of_lengths_equals_the_loss_over_the_padded_batch() -
     assert grouped.item() == pytest.approx(padded.item(), rel=1e-5)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("clip", [0.01, 0.0])
+def test_every_step_clips_the_gradient_norm_to_grad_clip(clip: float) -> None:
+    """The norm of the gradients the optimiser steps with is at most `grad_clip` (0: as
+    computed, far above 0.01 for a fresh network)."""
+    from tasks.domains.sums import DOMAIN
+    from tasks.domains.sums.training import SumsLM, loader
+    from tasks.engine import training
+    from tasks.engine.config import TrainerParams
+
+    cfg = Config(
+        seed_digits=2, seed_per_length=30, train={
+            "width": 16, "layers": 1, "heads": 2, "batch_size": 8, "seed_steps": 3,
+            "restart_steps": 0, "grad_clip": clip,
+        },
+    )  # fmt: skip
+    seed = data.prepare(cfg.model_copy(update={"eval_digits": 2}), 0).seed
+    training.prepare(TrainerParams(), 0)
+    network = DOMAIN.build_network(cfg)
+    module = SumsLM(network, cfg)
+    norms: list[float] = []
+    build = module.configure_optimizers
+
+    def watched() -> torch.optim.Optimizer:
+        optimizer = build()  # the step runs Lightning's closure (backward, clip) first
+        optimizer.register_step_post_hook(lambda *_: norms.append(grad_norm(network)))
+        return optimizer
+
+    module.configure_optimizers = watched  # type: ignore[method-assign]
+    training.fit(module, loader(seed, cfg, 0), 3, TrainerParams())
+    assert len(norms) == 3
+    if clip:
+        assert max(norms) <= clip * 1.001
+    else:
+        assert min(norms) > 0.01
+
+
+def grad_norm(network: torch.nn.Module) -> float:
+    """The norm of all parameters' gradients together."""
+    grads = [p.grad.norm() for p in network.parameters() if p.grad is not None]
+    return float(torch.stack(grads).norm())

@@ -240,6 +240,17 @@ class SumsLM(L.LightningModule):
         self.log("train_loss", loss / len(losses), on_step=True, prog_bar=False)
         return loss
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Every fit clips the gradient norm to `train.grad_clip` (0: not at all); called by
+        Lightning after the backward pass, before the optimiser's step."""
+        if self.cfg.grad_clip > 0:
+            self.clip_gradients(optimizer, self.cfg.grad_clip, "norm")
+
     def configure_optimizers(self) -> Any:
         decay = [p for p in self.network.parameters() if p.dim() >= 2]
         rest = [p for p in self.network.parameters() if p.dim() < 2]
