@@ -50,7 +50,7 @@ def batches(longest: int, steps: int) -> Batch:
         )
     # The seed fit's first 60% of steps hold fewer lengths (its curriculum): time the last ones.
     train = cfg.train.model_copy(update={"seed_steps": 3 * steps, "steps": steps})
-    drawn = [(t, s) for t, s, _ in loader(rows, cfg.model_copy(update={"train": train}), 0)]
+    drawn = [(t, s) for t, s, *_ in loader(rows, cfg.model_copy(update={"train": train}), 0)]
     return drawn[-steps:]
 
 

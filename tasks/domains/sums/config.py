@@ -53,11 +53,12 @@ class TrainConfig(Section):
     """Peak learning rate of each later cycle, which continues from the champion (Lee et al.
     fine-tune each round at a lower rate than the first fit; at the seed's 3e-3 with 30 warm-up
     steps 3 of 16 warm-started candidates collapsed to ~0 at every length, docs/sums.md)."""
-    grad_clip: float = Field(1.0, ge=0)
-    """Largest gradient norm of a step; a larger one is scaled down to it (GPT-2 / nanoGPT's
-    1.0). 0: no clipping. Without it, 7 of seed 1's first 30 rounds diverged (a loss spike
-    past 7 mid-round, every length near 0 after it; the gate refused them), and redoing one of
-    them with clipping gave a healthy candidate (docs/sums.md)."""
+    round_grad_clip: float = Field(1.0, ge=0)
+    """Largest gradient norm of a round's step; a larger one is scaled down to it (GPT-2 /
+    nanoGPT's 1.0). 0: no clipping. Without it, 7 of seed 1's first 30 rounds diverged (a loss
+    spike past 7 mid-round, every length near 0 after it; the gate refused them), and redoing
+    one of them with clipping gave a healthy candidate. The seed fit is not clipped: clipped
+    at 1.0 it reached only 0.60 on 4 digits for seed 2 (0.99 unclipped; docs/sums.md)."""
     round_warmup: int = Field(30, ge=0)
     """Warm-up steps of each later cycle (each starts a fresh AdamW, whose first steps at the
     peak rate undid mastered lengths: 3 steps took 4 digits from 0.91 to 0.52)."""

@@ -2,9 +2,10 @@
 growing length curriculum and a warm restart, later cycles warm-started on a fifth newest rows,
 the rest older ones.
 
-Each batch carries its own learning rate: only the batches know whether they are cycle 0's
-(from scratch, `lr`) or a round's (warm-started, `round_lr`), and the module sets it before the
-step. That keeps the schedule deterministic and identical under DDP."""
+Each batch carries its own learning rate and gradient clip: only the batches know whether they
+are cycle 0's (from scratch, `lr`, unclipped) or a round's (warm-started, `round_lr`,
+`round_grad_clip`), and the module applies them to the step. That keeps the schedule
+deterministic and identical under DDP."""
 
 from __future__ import annotations
 
@@ -101,8 +102,8 @@ def _share(group: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return group[rank::world] if len(group) >= world else group
 
 
-class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """`steps` batches of (tokens, spans, learning rate: a 0-d float tensor).
+class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """`steps` batches of (tokens, spans, learning rate, gradient clip: 0-d float tensors).
 
     Seed fit: balanced over the lengths allowed so far; the longest allowed grows from the
     shortest length to the longest over `grow_share` of `seed_steps` (issue 13), and every
@@ -153,7 +154,7 @@ class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
             return t.lr * lr_factor(step, t.warmup, t.seed_steps)
         return t.restart_lr * lr_factor(step - t.seed_steps, t.warmup, t.restart_steps)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         rank, world = process_share()  # here, not in __init__: the loader is built before DDP
         older = {n: _share(group, rank, world) for n, group in self.older.items()}
         newest = _share(self.newest, rank, world)
@@ -173,7 +174,8 @@ class Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
                 elif size > fresh:
                     picked += _balanced(list(older.values()), size - fresh, step, self.generator)
             rate = torch.tensor(self.learning_rate(step), dtype=torch.float64)
-            yield self.tokens[picked], self.spans[picked], rate
+            clip = torch.tensor(0.0 if self.seed else self.train.round_grad_clip)
+            yield self.tokens[picked], self.spans[picked], rate, clip
 
 
 def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
@@ -231,10 +233,12 @@ class SumsLM(L.LightningModule):
         super().__init__()
         self.network = network
         self.cfg = cfg.train
+        self.clip = 0.0  # the current batch's gradient clip (0: none)
 
     def training_step(self, batch: list[torch.Tensor], _: int) -> torch.Tensor:
         for group in self.optimizers().optimizer.param_groups:  # type: ignore[union-attr]
             group["lr"] = float(batch[2])  # this batch's rate (see the module docstring)
+        self.clip = float(batch[3])
         losses = [answer_loss(m, batch[0], batch[1]) for m in self.network.nets()]
         loss = torch.stack(losses).sum()
         self.log("train_loss", loss / len(losses), on_step=True, prog_bar=False)
@@ -246,10 +250,11 @@ class SumsLM(L.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Every fit clips the gradient norm to `train.grad_clip` (0: not at all); called by
-        Lightning after the backward pass, before the optimiser's step."""
-        if self.cfg.grad_clip > 0:
-            self.clip_gradients(optimizer, self.cfg.grad_clip, "norm")
+        """A round's steps clip the gradient norm to `train.round_grad_clip`, the seed fit's
+        do not (its batches carry 0); called by Lightning after the backward pass, before the
+        optimiser's step."""
+        if self.clip > 0:
+            self.clip_gradients(optimizer, self.clip, "norm")
 
     def configure_optimizers(self) -> Any:
         decay = [p for p in self.network.parameters() if p.dim() >= 2]
