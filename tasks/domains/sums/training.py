@@ -191,8 +191,8 @@ def loader(trainset: pl.DataFrame, cfg: Config, seed: int) -> DataLoader[Any]:
 CHUNKS = 6
 """A batch's rows are sorted by sequence length and cut into this many groups, each padded
 only to its own longest row: balanced rehearsal mixes every length, so padding a whole batch
-to its longest row computed ~40-60% pads. Same loss, 1.4x (lengths 1-4) to 1.6x (1-16)
-fewer seconds a step (`python -m benchmarks.sums_step`)."""
+to its longest row computed ~40-60% pads. Same loss, 1.33x (the seed fit, lengths 1-4) to
+1.98x (a round at 16 digits) faster a step (`python -m benchmarks.sums_step`, docs/sums.md)."""
 
 
 def answer_loss(
